@@ -1,0 +1,66 @@
+{{/*
+Names and labels shared by every template of the chart.
+*/}}
+
+{{/* The chart's short name: `nameOverride` or the chart name. */}}
+{{- define "kubeledger.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name: `fullnameOverride`, or the release name (with the chart
+name appended unless the release name already contains it). Truncated to 63 characters
+because some names end up in DNS labels and label values.
+*/}}
+{{- define "kubeledger.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "kubeledger.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "kubeledger.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the operator's pods; they must never change across upgrades. */}}
+{{- define "kubeledger.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubeledger.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels on every object the chart creates. */}}
+{{- define "kubeledger.labels" -}}
+{{ include "kubeledger.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as, created by the chart or not. */}}
+{{- define "kubeledger.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kubeledger.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The webhook's Service; its DNS name is what the serving certificate is issued for. */}}
+{{- define "kubeledger.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret holding the webhook's tls.crt, tls.key and ca.crt (Helm or cert-manager). */}}
+{{- define "kubeledger.webhookSecretName" -}}
+{{- printf "%s-webhook-tls" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The cert-manager Certificate that issues the webhook Secret. */}}
+{{- define "kubeledger.webhookCertificateName" -}}
+{{- printf "%s-webhook" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The Secret holding the redaction salt. */}}
+{{- define "kubeledger.saltSecretName" -}}
+{{- printf "%s-redaction-salt" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}

@@ -1,0 +1,59 @@
+"""Driving the stack the way a user does: the stack's own kubectl, as admin, alice or bob."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from stack.cluster import Endpoints
+
+T = TypeVar("T")
+
+
+class KubectlError(RuntimeError):
+    def __init__(self, argv: list[str], result: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(f"kubectl {' '.join(argv)} exited {result.returncode}: {result.stderr}")
+        self.stderr = result.stderr
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """kubectl bound to one stack and one kubeconfig context (user)."""
+
+    endpoints: Endpoints
+    context: str = "admin"
+
+    def as_user(self, context: str) -> Kubectl:
+        return Kubectl(self.endpoints, context)
+
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
+        argv = [str(self.endpoints.kubectl), "--kubeconfig", str(self.endpoints.kubeconfig),
+                "--context", self.context, *args]
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                                timeout=60, check=False)
+        if result.returncode != 0:
+            raise KubectlError(list(args), result)
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json"))
+
+    def apply(self, manifest: dict[str, Any], *extra: str) -> str:
+        return self("apply", "-f", "-", *extra, stdin=json.dumps(manifest))
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0,
+               what: str = "condition") -> T:
+    """Polls ``probe`` until it returns something truthy; fails with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)

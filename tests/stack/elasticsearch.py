@@ -1,0 +1,144 @@
+"""A single-node Elasticsearch with security on, run from the Maven Central distribution.
+
+Elasticsearch refuses to run as root, and our machines and CI run as root: the server
+then runs as the unprivileged system user ``kubeledger-es``, which owns this stack's
+Elasticsearch config, data and log directories. Bound to 127.0.0.1 with
+``discovery.type: single-node`` it skips the production bootstrap checks. The ``elastic``
+user's password comes from the keystore (``bootstrap.password``), generated per stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from stack import cache
+from stack.processes import ProcessTable
+from stack.readiness import http_ok, wait_until
+from stack.shell import run, say
+
+SERVICE_USER = "kubeledger-es"
+HEAP = "-Xms512m -Xmx512m"
+
+
+class Server:
+    """The Elasticsearch of one stack, living in ``directory``."""
+
+    name = "elasticsearch"
+
+    def __init__(
+        self, directory: Path, processes: ProcessTable, ports: Mapping[str, int], password: str,
+    ) -> None:
+        self.directory = directory
+        self.processes = processes
+        self.http_port = ports["elasticsearch"]
+        self.transport_port = ports["elasticsearch_transport"]
+        self.password = password
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        """Starts the server unless it runs; does not wait (see ``wait_ready``)."""
+        if self.processes.running(self.name):
+            return
+        config = self.directory / "config"
+        if not (config / "elasticsearch.keystore").is_file():
+            self._configure(config)
+        say(f"starting Elasticsearch on {self.url}")
+        self.processes.start(
+            self.name,
+            [*_as_service_user(), str(cache.elasticsearch_home() / "bin" / "elasticsearch")],
+            env=self._env(config),
+        )
+
+    def wait_ready(self) -> None:
+        # The Maven distribution lacks the module serving ``GET /``; cluster health answers.
+        credentials = base64.b64encode(f"elastic:{self.password}".encode()).decode()
+        headers = {"Authorization": f"Basic {credentials}"}
+        wait_until(lambda: http_ok(f"{self.url}/_cluster/health", headers=headers),
+                   "Elasticsearch", self.processes, self.name)
+
+    def _configure(self, config: Path) -> None:
+        """Writes this stack's config directory and keystore, owned by the service user."""
+        shutil.rmtree(config, ignore_errors=True)
+        shutil.copytree(cache.elasticsearch_home() / "config", config)
+        settings = {
+            "cluster.name": "kubeledger-local",
+            "node.name": "local",
+            "discovery.type": "single-node",
+            "network.host": "127.0.0.1",
+            "http.port": str(self.http_port),
+            "transport.port": str(self.transport_port),
+            "path.data": str(self.directory / "data"),
+            "path.logs": str(self.directory / "logs"),
+            "xpack.security.enabled": "true",
+            # Plain HTTP on loopback: the tests exercise authentication, not TLS to ES.
+            "xpack.security.http.ssl.enabled": "false",
+            "xpack.security.transport.ssl.enabled": "false",
+            # Shared CI disks fill up; the watermark must not block test indices.
+            "cluster.routing.allocation.disk.threshold_enabled": "false",
+            "action.destructive_requires_name": "false",
+        }
+        with (config / "elasticsearch.yml").open("a") as yml:
+            yml.write("\n# written by kubeledger's local stack\n")
+            yml.writelines(f"{key}: {value}\n" for key, value in settings.items())
+        for sub in ("data", "logs"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        _give_to_service_user(self.directory)
+        keystore = str(cache.elasticsearch_home() / "bin" / "elasticsearch-keystore")
+        env = self._env(config)
+        run([*_as_service_user(), keystore, "create"], env=env)
+        run([*_as_service_user(), keystore, "add", "-x", "bootstrap.password"],
+            env=env, stdin=self.password)
+
+    def _env(self, config: Path) -> dict[str, str]:
+        return {
+            "ES_PATH_CONF": str(config),
+            "ES_JAVA_HOME": _java_home(),
+            "ES_JAVA_OPTS": HEAP,
+        }
+
+
+def _java_home() -> str:
+    """The JDK of the ``java`` on PATH (Elasticsearch 8 runs on Java 17 or newer)."""
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError("Elasticsearch needs Java 17+: install openjdk-17-jre-headless")
+    return str(Path(java).resolve().parent.parent)
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _as_service_user() -> list[str]:
+    """The argv prefix that drops root for the service user (nothing when not root)."""
+    if not _running_as_root():
+        return []
+    _ensure_service_user()
+    user = pwd.getpwnam(SERVICE_USER)
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
+
+
+def _ensure_service_user() -> None:
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        say(f"creating system user {SERVICE_USER} (Elasticsearch refuses to run as root)")
+        run(["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SERVICE_USER])
+
+
+def _give_to_service_user(directory: Path) -> None:
+    if not _running_as_root():
+        return
+    _ensure_service_user()
+    user = pwd.getpwnam(SERVICE_USER)
+    for path in [directory, *directory.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
