@@ -1,0 +1,144 @@
+"""Operator settings: environment variables over an optional YAML file, validated at start-up.
+
+Every setting has an environment variable (``KUBELEDGER_*``, and the conventional
+``ELASTICSEARCH_*`` for the sink) and a key in the YAML file named by
+``KUBELEDGER_CONFIG`` (the same names in snake_case, Elasticsearch settings under
+``elasticsearch:``). The environment wins over the file. Bad values stop the operator
+with one message naming the setting, before it touches the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from kubeledger import redaction
+
+ENV_PREFIX = "KUBELEDGER_"
+CONFIG_FILE_ENV = "KUBELEDGER_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+class ElasticsearchSettings(BaseModel):
+    """Where and how records are shipped; absent ``urls`` means no Elasticsearch sink."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(default_factory=list)
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    ca_certs: Path | None = None
+    verify_certs: bool = True
+    index_prefix: str = "kubeledger"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    flush_interval_seconds: float = Field(default=2.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.urls)
+
+
+class Settings(BaseModel):
+    """Everything the operator can be told. Units are in the names.
+
+    Unknown keys are refused, so a typo in the file or an environment variable fails
+    loudly instead of being ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster_name: str = "default"
+    # The operator's own namespace: where it keeps its delivery position and lease.
+    namespace: str = "kubeledger"
+    # Keys the hashes that stand in for secret values; must stay the same across
+    # restarts, or every secret-looking value would look changed.
+    redaction_salt: SecretStr
+    # Which env var, flag and annotation names count as secret (see redaction.py).
+    redaction: redaction.RedactionPolicy = Field(default_factory=redaction.RedactionPolicy)
+    retention_days: float = Field(default=7.0, gt=0)
+    # Workload kinds (apps/v1 plural names) watched besides Deployments.
+    watch_extra_kinds: list[str] = Field(default_factory=list)
+    max_changes_per_record: int = Field(default=64, ge=1)
+    reconcile_interval_seconds: float = Field(default=600.0, gt=0)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    # The admission webhook server (identity of who made a change); off without a port.
+    webhook_host: str = "0.0.0.0"  # noqa: S104 (in a pod, the Service reaches it on any address)
+    webhook_port: int | None = Field(default=None, ge=1, le=65535)
+    webhook_cert_dir: Path | None = None  # holds tls.crt, tls.key and ca.crt
+    # The receiver of the apiserver's audit webhook backend; off without a port.
+    audit_host: str = "0.0.0.0"  # noqa: S104 (as above)
+    audit_port: int | None = Field(default=None, ge=1, le=65535)
+    audit_client_ca: Path | None = None  # CA that signed the apiserver's client certificate
+
+    @field_validator("watch_extra_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        unknown = sorted(set(kinds) - {"statefulsets", "daemonsets"})
+        if unknown:
+            raise ValueError(f"unsupported kinds {unknown}; choose from statefulsets, daemonsets")
+        return kinds
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Reads the file (if any) and the environment into validated settings."""
+    env = dict(os.environ if environ is None else environ)
+    data = _read_file(env.get(CONFIG_FILE_ENV))
+    _merge_environment(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _read_file(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
+
+
+_LIST_SETTINGS = {"watch_extra_kinds", "urls"}  # comma-separated in the environment
+
+
+def _merge_environment(data: dict[str, Any], env: dict[str, str]) -> None:
+    """Overlays ``KUBELEDGER_<NAME>`` and ``ELASTICSEARCH_<NAME>`` onto the file's data.
+
+    Only variables naming a setting are read: the environment also carries unrelated
+    variables with these prefixes (tooling's, or Kubernetes service links).
+    """
+    es_fields = set(ElasticsearchSettings.model_fields) | {"url"}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            name = key.removeprefix(ENV_PREFIX).lower()
+            if name in Settings.model_fields and name != "elasticsearch":
+                _set(data, name, value)
+        elif key.startswith("ELASTICSEARCH_"):
+            name = key.removeprefix("ELASTICSEARCH_").lower()
+            if name in es_fields:
+                _set(data.setdefault("elasticsearch", {}), "urls" if name == "url" else name,
+                     value)
+
+
+def _set(target: dict[str, Any], name: str, value: str) -> None:
+    if name in _LIST_SETTINGS:
+        target[name] = [item.strip() for item in value.split(",") if item.strip()]
+    elif value != "":
+        target[name] = value
