@@ -33,6 +33,8 @@ class Baselines:
 
     def __init__(self) -> None:
         self._by_uid: dict[str, Baseline] = {}
+        # (kind, namespace, name) -> uid: bindings resolve their role by name.
+        self._uid_by_name: dict[tuple[str, str, str], str] = {}
 
     def __len__(self) -> int:
         return len(self._by_uid)
@@ -42,6 +44,11 @@ class Baselines:
 
     def remember(self, subject: Subject, snapshot: dict[str, Any]) -> None:
         self._by_uid[subject.uid] = Baseline(subject, snapshot)
+        self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
+
+    def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
+        uid = self._uid_by_name.get((kind, namespace, name))
+        return self._by_uid.get(uid) if uid else None
 
     def touch(self, uid: str) -> None:
         """Marks an unchanged object as seen now."""
@@ -50,7 +57,12 @@ class Baselines:
             baseline.seen_at = time.monotonic()
 
     def forget(self, uid: str) -> None:
-        self._by_uid.pop(uid, None)
+        baseline = self._by_uid.pop(uid, None)
+        if baseline is not None:
+            subject = baseline.subject
+            key = (subject.kind, subject.namespace or "", subject.name)
+            if self._uid_by_name.get(key) == uid:
+                del self._uid_by_name[key]
 
     def of_kind(self, api_version: str, kind: str) -> Iterator[Baseline]:
         for baseline in list(self._by_uid.values()):

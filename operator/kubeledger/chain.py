@@ -27,13 +27,14 @@ class Head:
     hash: str = GENESIS_HASH
 
 
-def seal(spec: RecordSpec, head: Head) -> RecordSpec:
-    """The spec with its chain link filled in, as the record after ``head``."""
-    linked = spec.model_copy(update={"chain": Chain(sequence=head.sequence + 1,
-                                                    previousHash=head.hash)})
+def seal(spec: RecordSpec, head: Head) -> tuple[RecordSpec, Head]:
+    """The spec linked as the record after ``head``, and the head it becomes once written."""
+    sequence = head.sequence + 1
+    linked = spec.model_copy(update={"chain": Chain(sequence=sequence, previousHash=head.hash)})
     digest = record_hash(linked.wire())
-    return linked.model_copy(update={"chain": Chain(sequence=head.sequence + 1,
-                                                    previousHash=head.hash, hash=digest)})
+    sealed = linked.model_copy(
+        update={"chain": Chain(sequence=sequence, previousHash=head.hash, hash=digest)})
+    return sealed, Head(sequence, digest)
 
 
 def record_hash(spec_wire: Mapping[str, Any]) -> str:
@@ -124,9 +125,9 @@ def _link_findings(
     if sequence == last_sequence:
         return [Finding(sequence, name, "sequence number used twice")]
     if sequence != last_sequence + 1:
-        missing = f"{last_sequence + 1}" if sequence == last_sequence + 2 else \
-            f"{last_sequence + 1}..{sequence - 1}"
-        return [Finding(sequence, name, f"records {missing} are missing (removed)")]
+        gap = (f"record {last_sequence + 1} is" if sequence == last_sequence + 2
+               else f"records {last_sequence + 1}..{sequence - 1} are")
+        return [Finding(sequence, name, f"{gap} missing (removed)")]
     if previous_hash != last_hash:
         return [Finding(sequence, name, "does not link to the record before it (altered or "
                                         "reordered)")]

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from kubeledger import redaction
+from kubeledger import ecs
+from kubeledger.redaction import RedactionPolicy
 
 ENV_PREFIX = "KUBELEDGER_"
 CONFIG_FILE_ENV = "KUBELEDGER_CONFIG"
@@ -38,8 +39,16 @@ class ElasticsearchSettings(BaseModel):
     ca_certs: Path | None = None
     verify_certs: bool = True
     index_prefix: str = "kubeledger"
+    # How long Elasticsearch keeps records, through an ILM policy where ILM exists;
+    # None installs no policy.
+    retention_days: int | None = Field(default=365, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    flush_interval_seconds: float = Field(default=2.0, gt=0)
+    flush_interval_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _valid_prefix(cls, prefix: str) -> str:
+        return ecs.check_index_prefix(prefix)
 
     @property
     def enabled(self) -> bool:
@@ -62,7 +71,7 @@ class Settings(BaseModel):
     # restarts, or every secret-looking value would look changed.
     redaction_salt: SecretStr
     # Which env var, flag and annotation names count as secret (see redaction.py).
-    redaction: redaction.RedactionPolicy = Field(default_factory=redaction.RedactionPolicy)
+    redaction: RedactionPolicy = Field(default_factory=RedactionPolicy)
     retention_days: float = Field(default=7.0, gt=0)
     # Workload kinds (apps/v1 plural names) watched besides Deployments.
     watch_extra_kinds: list[str] = Field(default_factory=list)
@@ -133,8 +142,20 @@ def _merge_environment(data: dict[str, Any], env: dict[str, str]) -> None:
         elif key.startswith("ELASTICSEARCH_"):
             name = key.removeprefix("ELASTICSEARCH_").lower()
             if name in es_fields:
-                _set(data.setdefault("elasticsearch", {}), "urls" if name == "url" else name,
-                     value)
+                _set(_elasticsearch_section(data), "urls" if name == "url" else name, value)
+
+
+def _elasticsearch_section(data: dict[str, Any]) -> dict[str, Any]:
+    """The file's ``elasticsearch:`` mapping, made when absent or left empty in the file.
+
+    An ``elasticsearch:`` key whose settings are all commented out reads as None.
+    """
+    section = data.get("elasticsearch")
+    if section is None:
+        section = data["elasticsearch"] = {}
+    if not isinstance(section, dict):
+        raise ConfigError("elasticsearch: must be a mapping in the config file")
+    return section
 
 
 def _set(target: dict[str, Any], name: str, value: str) -> None:

@@ -186,6 +186,7 @@ def _kubeledger(name: str, spec: model.RecordSpec) -> dict[str, Any]:
         "changes": [_change(change) for change in spec.changes],
         "changes_truncated": spec.changesTruncated,
         "changed_paths": [change.path for change in spec.changes],
+        "reasons": list(spec.reasons),
         "initiator": _initiator(spec.initiator),
         "commit": {
             "sha": spec.commit.sha,

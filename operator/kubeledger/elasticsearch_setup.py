@@ -79,8 +79,9 @@ _KEYWORD_FIELDS = (
 )
 # ECS gives user names a full-text sub-field; so do we.
 _NAME_FIELDS = ("user.name", "user.effective.name")
-# Old and new values: searchable by word ("nginx") and, when short, by exact JSON text.
-_VALUE_FIELDS = ("kubeledger.changes.old", "kubeledger.changes.new")
+# Old and new values and the reasons: searchable by word ("nginx", "cluster-admin") and,
+# when short, by exact text.
+_VALUE_FIELDS = ("kubeledger.changes.old", "kubeledger.changes.new", "kubeledger.reasons")
 _LONG_FIELDS = ("event.severity", "kubeledger.chain.sequence")
 _BOOLEAN_FIELDS = (
     "kubeledger.changes_truncated",

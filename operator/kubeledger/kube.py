@@ -59,6 +59,34 @@ class KubeApi:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data, or None when it does not exist."""
+        try:
+            found = await asyncio.to_thread(self._core.read_namespaced_config_map, name,
+                                            namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _retryable(error) from error
+        return dict(found.data or {})
+
+    async def write_config_map(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Creates the ConfigMap or replaces its data."""
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace), data=dict(data))
+        try:
+            await asyncio.to_thread(self._core.replace_namespaced_config_map, name, namespace,
+                                    body)
+        except ApiException as error:
+            if error.status != 404:
+                raise _retryable(error) from error
+            try:
+                await asyncio.to_thread(self._core.create_namespaced_config_map, namespace,
+                                        body)
+            except ApiException as create_error:
+                raise _retryable(create_error) from create_error
 
     async def create_record(self, name: str, labels: Mapping[str, str],
                             spec: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -146,8 +174,13 @@ async def _call(function: Callable[..., object], *args: Any, **kwargs: Any) -> d
     try:
         result = await asyncio.to_thread(function, *args, **kwargs)
     except ApiException as error:
-        if error.status in RETRYABLE_STATUSES:
-            raise ApiUnavailableError(
-                f"Kubernetes API unavailable ({error.status}: {error.reason})") from error
-        raise
+        raise _retryable(error) from error
     return cast(dict[str, Any], result)
+
+
+def _retryable(error: ApiException) -> Exception:
+    """A transient failure as ApiUnavailableError; anything else unchanged."""
+    if error.status in RETRYABLE_STATUSES:
+        return ApiUnavailableError(
+            f"Kubernetes API unavailable ({error.status}: {error.reason})")
+    return error

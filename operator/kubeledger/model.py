@@ -96,7 +96,8 @@ class Subject(_Wire):
 
     apiVersion: str
     kind: str
-    namespace: str = ""
+    # Absent for cluster-scoped objects, as in Kubernetes' own metadata.
+    namespace: str | None = None
     name: str
     uid: str
     resourceVersion: str
@@ -160,6 +161,8 @@ class RecordSpec(_Wire):
     subject: Subject
     changes: list[FieldChange] = Field(default_factory=list)
     changesTruncated: bool = False
+    # Why the action and severity were chosen ("grants cluster-admin to User mallory").
+    reasons: list[str] = Field(default_factory=list)
     initiator: Initiator = Field(default_factory=Initiator)
     commit: Commit = Field(default_factory=Commit)
     # The redacted projection of the object after the change: the baseline the next
@@ -190,7 +193,7 @@ def record_labels(spec: RecordSpec) -> dict[str, str]:
     subject = spec.subject
     return {
         LABEL_SUBJECT_KIND: subject.kind,
-        LABEL_SUBJECT_NAMESPACE: subject.namespace,
+        LABEL_SUBJECT_NAMESPACE: subject.namespace or "",
         LABEL_SUBJECT_NAME: label_value(subject.name),
         LABEL_SUBJECT_UID: subject.uid,
         LABEL_ACTION: spec.action.value,

@@ -16,6 +16,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from integration.kubectl import Kubectl
+from integration.operator import Operator
 from stack.cluster import Endpoints, Stack
 
 
@@ -52,3 +53,20 @@ def elasticsearch(stack: Endpoints) -> Iterator[Elasticsearch]:
     )
     yield es
     es.close()
+
+
+@pytest.fixture(scope="session")
+def operator(stack: Endpoints) -> Iterator[Operator]:
+    """The operator, running against the session's stack; stopped at the end."""
+    running = Operator.for_stack(stack)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def demo(kubectl: Kubectl, operator: Operator) -> Kubectl:
+    """kubectl as alice in namespace demo, with the operator running."""
+    return kubectl.as_user("alice")

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.20.2"
+# Bumped whenever the build recipe changes, so every machine rebuilds its cached binaries.
+KUBERNETES_BUILD = "2"
 # Debian bookworm's package carries the full upstream v1.20.2 tree, vendor/ included.
 KUBERNETES_DEBIAN_SOURCE = "kubernetes=1.20.5+really1.20.2-1.1+deb12u1"
 KUBERNETES_ORIG_TARBALL = "kubernetes_1.20.5+really1.20.2.orig.tar.gz"
@@ -25,7 +27,8 @@ ELASTICSEARCH_ARTIFACT = (
 # Debian packages the stack needs; installed with apt-get when a command is missing.
 DEBIAN_PACKAGES = (
     "etcd-server", "etcd-client", "golang-go", "rsync", "make",
-    "golang-github-modern-go-reflect2-dev", "openssl", "ca-certificates", "unzip", "maven",
+    "golang-github-modern-go-reflect2-dev", "golang-github-json-iterator-go-dev",
+    "openssl", "ca-certificates", "unzip", "maven",
 )
 
 
@@ -38,7 +41,7 @@ def root() -> Path:
 
 def kubernetes_bin() -> Path:
     """Directory holding the built kube-apiserver, kube-controller-manager and kubectl."""
-    return root() / "kubernetes" / KUBERNETES_VERSION / "bin"
+    return root() / "kubernetes" / f"{KUBERNETES_VERSION}-build{KUBERNETES_BUILD}" / "bin"
 
 
 def elasticsearch_home() -> Path:

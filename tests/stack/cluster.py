@@ -59,11 +59,17 @@ rules:
   - level: None
 """
 
-DEMO_NAMESPACE_MANIFEST = """\
+# demo: where alice and bob may edit; kubeledger: the operator's own namespace.
+NAMESPACES_MANIFEST = """\
 apiVersion: v1
 kind: Namespace
 metadata:
   name: demo
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kubeledger
 """
 
 
@@ -92,6 +98,7 @@ class Endpoints:
     directory: Path
     ports: Mapping[str, int]
     elasticsearch_password: str
+    redaction_salt: str
 
     @property
     def kubeconfig(self) -> Path:
@@ -124,6 +131,7 @@ class Endpoints:
             "ELASTICSEARCH_USERNAME": self.elasticsearch_username,
             "ELASTICSEARCH_PASSWORD": self.elasticsearch_password,
             "KUBELEDGER_CLUSTER_NAME": "local",
+            "KUBELEDGER_REDACTION_SALT": self.redaction_salt,
             "KUBELEDGER_NAMESPACE": "kubeledger",
             "KUBELEDGER_WEBHOOK_HOST": "127.0.0.1",
             "KUBELEDGER_WEBHOOK_PORT": str(self.ports["webhook"]),
@@ -188,10 +196,12 @@ class Stack:
             state = {
                 "ports": dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True)),
                 "elasticsearch_password": secrets.token_urlsafe(18),
+                "redaction_salt": secrets.token_urlsafe(24),
             }
             state_file.write_text(json.dumps(state, indent=2) + "\n")
             state_file.chmod(0o600)
-        return Endpoints(self.directory, state["ports"], state["elasticsearch_password"])
+        return Endpoints(self.directory, state["ports"], state["elasticsearch_password"],
+                         state["redaction_salt"])
 
     # -- Kubernetes ------------------------------------------------------------------------
 
@@ -283,8 +293,8 @@ class Stack:
             path.chmod(0o600)
 
     def _bootstrap(self, endpoints: Endpoints) -> None:
-        """Creates namespace demo and binds alice and bob to ``edit`` there (idempotent)."""
-        manifests = [DEMO_NAMESPACE_MANIFEST, *(_binding_manifest(u) for u in TOKEN_USERS)]
+        """Creates the namespaces and binds alice and bob to ``edit`` in demo (idempotent)."""
+        manifests = [NAMESPACES_MANIFEST, *(_binding_manifest(u) for u in TOKEN_USERS)]
         run([str(endpoints.kubectl), "--kubeconfig", str(endpoints.kubeconfig),
              "apply", "-f", "-"], stdin="---\n".join(manifests))
 

@@ -21,7 +21,9 @@ from stack.shell import run, say
 
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 DEBIAN_SOURCES_LIST = Path("/etc/apt/sources.list")
-REFLECT2_SOURCE = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
+GOCODE = Path("/usr/share/gocode/src/github.com")
+# Vendored Go modules replaced by Debian's newer releases (see _replace_vendored).
+VENDOR_REPLACEMENTS = ("modern-go/reflect2", "json-iterator/go")
 GO_1_19 = Path("/usr/lib/go-1.19/bin")
 
 
@@ -64,7 +66,8 @@ def ensure_kubernetes() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     tree = _fetch_kubernetes_source(work)
-    _replace_reflect2(tree)
+    for module in VENDOR_REPLACEMENTS:
+        _replace_vendored(tree, module)
     go_env = {
         "PATH": f"{GO_1_19}:{os.environ.get('PATH', '')}",
         "CGO_ENABLED": "0",
@@ -136,17 +139,18 @@ def _fetch_kubernetes_source(work: Path) -> Path:
     return top
 
 
-def _replace_reflect2(tree: Path) -> None:
-    """Swaps the vendored reflect2 1.0.1 for Debian's 1.0.2.
+def _replace_vendored(tree: Path, module: str) -> None:
+    """Swaps a vendored Go module's sources for Debian's newer release of it.
 
-    1.0.1 is broken on Go >= 1.18: the apiserver then dies with ``unexpected fault
-    address`` on its first custom-resource write.
+    reflect2 1.0.1 is broken on Go >= 1.18: the apiserver dies with ``unexpected fault
+    address`` on its first custom-resource write. json-iterator 1.1.12 is the release
+    made for reflect2 1.0.2 (the vendored 1.1.10 predates it).
     """
-    vendored = tree / "vendor" / "github.com" / "modern-go" / "reflect2"
+    vendored = tree / "vendor" / "github.com" / module
     for path in vendored.iterdir():
         if path.suffix in (".go", ".s"):
             path.unlink()
-    for path in REFLECT2_SOURCE.iterdir():
+    for path in (GOCODE / module).iterdir():
         if path.suffix in (".go", ".s") and not path.name.endswith("_test.go"):
             shutil.copy2(path, vendored / path.name)
 

@@ -95,6 +95,7 @@ def full_spec() -> model.RecordSpec:
             model.FieldChange(path="spec.paused", new=True),
         ],
         changesTruncated=True,
+        reasons=["grants cluster-admin to User mallory"],
         initiator=impersonated_initiator(),
         commit=model.Commit(
             sha="3f786850e387550fdab836ed7e6dc881de23001b",

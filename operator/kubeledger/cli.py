@@ -1,0 +1,80 @@
+"""The ``kubeledger`` command: ``run`` the operator, ``verify`` the trail, print the ``version``.
+
+Errors a user can fix (bad configuration, a missing CRD, a broken chain) end with one
+line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from importlib import metadata
+
+from kubeledger import chain, config
+from kubeledger.kube import KubeApi, load_client
+from kubeledger.runtime import RECORDS
+
+EXIT_BROKEN_CHAIN = 1
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubeledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator (watches the cluster of KUBECONFIG "
+                                          "or the pod's service account)")
+    run.add_argument("--liveness", metavar="URL",
+                     help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    commands.add_parser("verify", help="check the hash chain of the AuditRecords in the cluster")
+    commands.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(metadata.version("kubeledger"))
+        return 0
+    if args.command == "verify":
+        return asyncio.run(_verify())
+    return _run(args.liveness, args.verbose)
+
+
+def _run(liveness: str | None, verbose: bool) -> int:
+    # kopf is imported here only: `verify` and `version` must not pay for it.
+    import kopf  # noqa: PLC0415
+
+    from kubeledger import watching  # noqa: PLC0415
+
+    try:
+        settings = config.load()
+    except config.ConfigError as error:
+        print(f"kubeledger: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    kopf.configure(verbose=verbose)
+    logging.getLogger("kubeledger").setLevel(logging.DEBUG if verbose else logging.INFO)
+    registry = kopf.OperatorRegistry()
+    watching.register(registry, settings)
+    asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
+                              liveness_endpoint=liveness, memo=kopf.Memo()))
+    return 0
+
+
+async def _verify() -> int:
+    api = KubeApi(load_client())
+    records = await api.list_all(RECORDS)
+    if records is None:
+        print("kubeledger: the AuditRecord CRD is not installed", file=sys.stderr)
+        return EXIT_USAGE
+    verdict = chain.verify(((r["metadata"]["name"], r["spec"]) for r in records),
+                           from_genesis=False)
+    span = (f"sequence {verdict.first_sequence}..{verdict.last_sequence}"
+            if verdict.checked else "no records")
+    for finding in verdict.findings:
+        print(f"BROKEN  #{finding.sequence} {finding.name}: {finding.problem}")
+    print(f"checked {verdict.checked} records ({span}): "
+          f"{'intact' if verdict.intact else f'{len(verdict.findings)} problems'}")
+    return 0 if verdict.intact else EXIT_BROKEN_CHAIN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

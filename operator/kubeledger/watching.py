@@ -1,0 +1,60 @@
+"""kopf handlers: the only module that knows kopf.
+
+Handlers are thin: they hand the raw event to the recorder and return. Only
+``@kopf.on.event`` is used, so kopf writes nothing onto watched objects (no annotations,
+no finalizers): an audit tool must not cause GitOps drift in what it audits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from kubeledger import crd, kinds
+from kubeledger.config import Settings
+from kubeledger.kube import Resource
+from kubeledger.runtime import Runtime
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Registers every handler the given settings call for."""
+
+    @kopf.on.startup(registry=registry)
+    async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf would post its log lines as Events about the watched objects: noise.
+        settings.posting.enabled = False
+        try:
+            memo.runtime = await Runtime.start(operator_settings)
+        except crd.CrdMissingError as error:
+            raise kopf.PermanentError(str(error)) from error
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own starts without kopf's default login handlers.
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+            **kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        return info
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        if "runtime" in memo:
+            await memo.runtime.stop()
+
+    operator_settings = settings
+    for resource in kinds.audited(settings.watch_extra_kinds):
+        kopf.on.event(resource.group, resource.version, resource.plural,
+                      registry=registry)(_auditing(resource))
+
+    @kopf.on.event(kinds.REPLICA_SETS.group, kinds.REPLICA_SETS.version,
+                   kinds.REPLICA_SETS.plural, registry=registry)
+    async def replica_set(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.runtime.revisions.observe(event["type"], event["object"])
+
+
+def _auditing(resource: Resource) -> Any:
+    async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        await memo.runtime.recorder.observe(resource, event["type"], event["object"])
+
+    audit.__name__ = f"audit_{resource.plural}"
+    return audit

@@ -1,0 +1,50 @@
+"""Small builders for the objects the integration tests create."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def deployment(name: str, *, image: str = "nginx:1.25", replicas: int = 1,
+               env: dict[str, str] | None = None,
+               progress_deadline_seconds: int | None = None) -> dict[str, Any]:
+    labels = {"app": name}
+    container: dict[str, Any] = {"name": "app", "image": image}
+    if env:
+        container["env"] = [{"name": key, "value": value} for key, value in env.items()]
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+    }
+    if progress_deadline_seconds is not None:
+        spec["progressDeadlineSeconds"] = progress_deadline_seconds
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "demo"}, "spec": spec}
+
+
+def role(name: str, rules: list[dict[str, Any]], *, namespace: str | None = "demo"
+         ) -> dict[str, Any]:
+    kind = "Role" if namespace else "ClusterRole"
+    metadata: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+            "metadata": metadata, "rules": rules}
+
+
+def binding(name: str, role_kind: str, role_name: str, subjects: list[dict[str, Any]], *,
+            namespace: str | None = "demo") -> dict[str, Any]:
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    metadata: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": metadata,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind,
+                        "name": role_name},
+            "subjects": subjects}
+
+
+def user(name: str) -> dict[str, str]:
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}

@@ -1,0 +1,79 @@
+"""The real operator (``kubeledger run``) as a test sees it: start, stop, kill, read records."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from integration.kubectl import Kubectl, eventually
+from stack.cluster import Endpoints
+from stack.processes import ProcessTable, terminate
+from stack.readiness import http_ok, wait_until
+
+NAME = "operator"
+
+
+@dataclass
+class Operator:
+    """One operator process against one stack, tracked by PID like every stack process."""
+
+    endpoints: Endpoints
+    processes: ProcessTable
+    health_port: int
+
+    @classmethod
+    def for_stack(cls, endpoints: Endpoints) -> Operator:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        return cls(endpoints, ProcessTable(endpoints.directory / "run",
+                                           endpoints.directory / "logs"), port)
+
+    @property
+    def log(self) -> Path:
+        return self.processes.log_file(NAME)
+
+    def start(self, **extra_env: str) -> None:
+        if self.processes.running(NAME):
+            return
+        executable = Path(sys.executable).with_name("kubeledger")
+        health = f"http://127.0.0.1:{self.health_port}/healthz"
+        self.processes.start(NAME, [str(executable), "run", "--liveness", health],
+                             env={**self.endpoints.operator_env(), **extra_env})
+        wait_until(lambda: http_ok(health), "the operator", self.processes, NAME)
+
+    def stop(self) -> None:
+        self.processes.stop(NAME)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish anything, as in a node failure."""
+        pid = self.processes.running(NAME)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            terminate(pid, grace=5)  # waits until the process is gone
+            self.processes.pid_file(NAME).unlink(missing_ok=True)
+
+
+def records_of(kubectl: Kubectl, uid: str) -> list[dict[str, Any]]:
+    """The AuditRecords of one object, in chain order (read as admin: they are not alice's)."""
+    items: list[dict[str, Any]] = kubectl.as_user("admin").json(
+        "get", "auditrecords", "-l", f"kubeledger.io/subject-uid={uid}")["items"]
+    return sorted(items, key=lambda record: record["spec"]["chain"]["sequence"])
+
+
+def actions_of(kubectl: Kubectl, uid: str) -> list[str]:
+    return [record["spec"]["action"] for record in records_of(kubectl, uid)]
+
+
+def wait_for_action(kubectl: Kubectl, uid: str, action: str,
+                    timeout: float = 30.0) -> dict[str, Any]:
+    """The newest record of ``uid`` with ``action``, once it exists."""
+    def found() -> dict[str, Any] | None:
+        matching = [r for r in records_of(kubectl, uid) if r["spec"]["action"] == action]
+        return matching[-1] if matching else None
+    return eventually(found, timeout=timeout, what=f"a {action!r} record of {uid}")

@@ -1,0 +1,121 @@
+"""Restarts lose nothing and double nothing: changes made while the operator was down are
+recorded once, after the fact, with the diff; a plain restart records nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from integration.kubectl import Kubectl, eventually
+from integration.manifests import deployment, unique
+from integration.operator import Operator, actions_of, records_of, wait_for_action
+
+
+def _total(kubectl: Kubectl) -> int:
+    return len(kubectl.json("get", "auditrecords")["items"])
+
+
+def _uid(demo: Kubectl, name: str) -> str:
+    uid: str = demo.json("-n", "demo", "get", "deployment", name)["metadata"]["uid"]
+    return uid
+
+
+def test_restart_without_changes_adds_nothing(kubectl: Kubectl, operator: Operator) -> None:
+    name = unique("steady")
+    kubectl.apply(deployment(name))
+    wait_for_action(kubectl, _uid(kubectl, name), "created")
+    time.sleep(1)
+    before = _total(kubectl)
+    operator.stop()
+    operator.start()
+    time.sleep(3)
+    assert _total(kubectl) == before
+
+
+def test_changes_while_down_are_caught_up_once(
+    kubectl: Kubectl, demo: Kubectl, operator: Operator,
+) -> None:
+    changed, removed, born = unique("changed"), unique("removed"), unique("born")
+    for name in (changed, removed):
+        demo.apply(deployment(name, image="nginx:1.25"))
+    changed_uid, removed_uid = _uid(demo, changed), _uid(demo, removed)
+    for uid in (changed_uid, removed_uid):
+        wait_for_action(demo, uid, "created")
+
+    operator.stop()
+    demo("-n", "demo", "set", "image", f"deployment/{changed}", "app=nginx:1.27")
+    demo("-n", "demo", "delete", "deployment", removed)
+    demo.apply(deployment(born))
+    born_uid = _uid(demo, born)
+    operator.start()
+
+    caught = wait_for_action(demo, changed_uid, "changed-while-unobserved")
+    assert caught["spec"]["observation"] == "after-the-fact"
+    image = "spec.template.spec.containers[name=app].image"
+    assert {c["path"]: (c.get("old"), c.get("new")) for c in caught["spec"]["changes"]}[
+        image] == ("nginx:1.25", "nginx:1.27")
+    assert any("image-changed" in reason for reason in caught["spec"]["reasons"])
+    gone = wait_for_action(demo, removed_uid, "deleted-while-unobserved")
+    assert gone["spec"]["observation"] == "after-the-fact"
+    new = wait_for_action(demo, born_uid, "created")
+    assert new["spec"]["observation"] == "after-the-fact"
+
+    # A second restart finds nothing new to say.
+    settled = _total(kubectl)
+    operator.stop()
+    operator.start()
+    time.sleep(3)
+    assert _total(kubectl) == settled
+    assert actions_of(demo, changed_uid) == ["created", "changed-while-unobserved"]
+    assert actions_of(demo, removed_uid) == ["created", "deleted-while-unobserved"]
+    assert actions_of(demo, born_uid) == ["created"]
+
+
+def test_records_read_well_in_kubectl(kubectl: Kubectl, demo: Kubectl) -> None:
+    name = unique("table")
+    demo.apply(deployment(name))
+    wait_for_action(demo, _uid(demo, name), "created")
+    table = kubectl("get", "auditrecords", "-l", "kubeledger.io/subject-namespace=demo")
+    header = table.splitlines()[0].split()
+    assert header[:8] == ["NAME", "TIME", "ACTION", "KIND", "NAMESPACE", "NAME", "INITIATOR",
+                          "COMMIT"]
+    rows = table.splitlines()[1:]
+    assert rows and all(" demo " in row for row in rows)
+    assert any(name in row and "created" in row for row in rows)
+    by_category = eventually(lambda: kubectl("get", "audit", "-o", "name"),
+                             what="records listed by category")
+    assert "auditrecord.kubeledger.io/" in by_category
+
+
+def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
+                                         operator: Operator) -> None:
+    verify = [str(Path(sys.executable).with_name("kubeledger")), "verify"]
+    env = operator.endpoints.operator_env()
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(verify, env={"PATH": "/usr/bin:/bin", **env},
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    intact = run()
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "intact" in intact.stdout
+    name = unique("evidence")
+    demo.apply(deployment(name))
+    uid = _uid(demo, name)
+    wait_for_action(demo, uid, "created")
+    demo("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    wait_for_action(demo, uid, "image-changed")
+    (victim, _) = records_of(demo, uid)
+    kubectl("delete", "auditrecord", victim["metadata"]["name"])
+    try:
+        broken = run()
+        assert broken.returncode == 1
+        assert f"record {victim['spec']['chain']['sequence']} is missing" in broken.stdout
+    finally:
+        restored = {key: victim[key] for key in ("apiVersion", "kind", "spec")}
+        restored["metadata"] = {"name": victim["metadata"]["name"],
+                                "labels": victim["metadata"]["labels"]}
+        kubectl.apply(restored)
+    assert run().returncode == 0

@@ -1,0 +1,155 @@
+"""Every record reaches Elasticsearch exactly once, as an ECS document, through outages,
+operator crashes and bad credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from integration.kubectl import Kubectl, eventually
+from integration.manifests import binding, deployment, unique
+from integration.operator import Operator, records_of, wait_for_action
+from stack.cluster import Endpoints, Stack
+
+INDICES = "kubeledger-*"
+
+
+def _documents(es: Elasticsearch, uid: str) -> list[dict[str, Any]]:
+    es.indices.refresh(index=INDICES, allow_no_indices=True)
+    found = es.search(index=INDICES, query={"term": {"kubeledger.subject.uid": uid}},
+                      size=1000, allow_no_indices=True)
+    return list(found["hits"]["hits"])
+
+
+def _delivered(es: Elasticsearch, kubectl: Kubectl, uid: str, count: int,
+               timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Waits until ``count`` records of ``uid`` exist and all are in Elasticsearch."""
+    def done() -> list[dict[str, Any]] | None:
+        names = {r["metadata"]["name"] for r in records_of(kubectl, uid)}
+        docs = _documents(es, uid)
+        if len(names) == count and {d["_id"] for d in docs} == names:
+            return docs
+        return None
+    return eventually(done, timeout=timeout, what=f"{count} records of {uid} in Elasticsearch")
+
+
+def _uid(kubectl: Kubectl, name: str) -> str:
+    uid: str = kubectl.json("-n", "demo", "get", "deployment", name)["metadata"]["uid"]
+    return uid
+
+
+def test_records_become_ecs_documents(demo: Kubectl, elasticsearch: Elasticsearch) -> None:
+    name = unique("ecs")
+    demo.apply(deployment(name, image="nginx:1.25"))
+    uid = _uid(demo, name)
+    wait_for_action(demo, uid, "created")
+    demo("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    wait_for_action(demo, uid, "image-changed")
+    docs = _delivered(elasticsearch, demo, uid, 2)
+    changed = next(d for d in docs if d["_source"]["event"]["action"] == "image-changed")
+    source = changed["_source"]
+    assert changed["_index"].startswith("kubeledger-")
+    assert source["ecs"]["version"].startswith("8.")
+    assert source["event"]["kind"] == "event"
+    assert source["event"]["category"] == ["configuration"]
+    assert source["orchestrator"]["type"] == "kubernetes"
+    assert source["orchestrator"]["cluster"]["name"] == "local"
+    assert source["orchestrator"]["namespace"] == "demo"
+    assert source["orchestrator"]["resource"] == {
+        "type": "deployment", "name": name, "id": uid}
+    assert "snapshot" not in str(source)
+    paths = source["kubeledger"]["changed_paths"]
+    assert "spec.template.spec.containers[name=app].image" in paths
+    # The query a security team would type in Kibana.
+    hits = elasticsearch.search(index=INDICES, q=(
+        f'event.action:image-changed AND orchestrator.resource.name:"{name}"'))["hits"]["hits"]
+    assert [hit["_id"] for hit in hits] == [changed["_id"]]
+
+
+def test_critical_rbac_is_searchable_by_severity(kubectl: Kubectl, operator: Operator,
+                                                 elasticsearch: Elasticsearch) -> None:
+    name = unique("root")
+    kubectl.apply(binding(name, "ClusterRole", "cluster-admin",
+                          [{"kind": "ServiceAccount", "name": "ci", "namespace": "demo"}],
+                          namespace=None))
+    uid = kubectl.json("get", "clusterrolebinding", name)["metadata"]["uid"]
+    wait_for_action(kubectl, uid, "created")
+    _delivered(elasticsearch, kubectl, uid, 1)
+    hits = elasticsearch.search(index=INDICES, q="kubeledger.severity:critical",
+                                size=1000)["hits"]["hits"]
+    assert name in {hit["_source"]["orchestrator"]["resource"]["name"] for hit in hits}
+    assert all(hit["_source"]["kubeledger"]["severity"] == "critical" for hit in hits)
+    kubectl("delete", "clusterrolebinding", name)
+
+
+def test_outage_of_elasticsearch_loses_and_doubles_nothing(
+    demo: Kubectl, stack: Endpoints, elasticsearch: Elasticsearch,
+) -> None:
+    name = unique("outage")
+    demo.apply(deployment(name, replicas=0))
+    uid = _uid(demo, name)
+    wait_for_action(demo, uid, "created")
+    local = Stack(stack.directory)
+    assert local.processes.stop("elasticsearch")
+    try:
+        for replicas in range(1, 51):
+            demo("-n", "demo", "scale", f"deployment/{name}", f"--replicas={replicas}")
+        eventually(lambda: sum(r["spec"]["action"] == "scaled"
+                               for r in records_of(demo, uid)) == 50,
+                   what="50 scaled records in the cluster")
+    finally:
+        local.up()  # starts Elasticsearch again, with its data
+    docs = _delivered(elasticsearch, demo, uid, len(records_of(demo, uid)), timeout=120)
+    scaled = [d for d in docs if d["_source"]["event"]["action"] == "scaled"]
+    assert len(scaled) == 50
+    assert len({d["_id"] for d in docs}) == len(docs)
+
+
+def test_operator_killed_mid_batch_loses_and_doubles_nothing(
+    demo: Kubectl, operator: Operator, elasticsearch: Elasticsearch,
+) -> None:
+    name = unique("crash")
+    demo.apply(deployment(name, replicas=0))
+    uid = _uid(demo, name)
+    wait_for_action(demo, uid, "created")
+    operator.stop()
+    operator.start(ELASTICSEARCH_BATCH_SIZE="3")
+    try:
+        for replicas in range(1, 21):
+            demo("-n", "demo", "scale", f"deployment/{name}", f"--replicas={replicas}")
+        eventually(lambda: len(records_of(demo, uid)) > 5, what="records being written")
+        operator.kill()
+        operator.start(ELASTICSEARCH_BATCH_SIZE="3")
+        docs = _delivered(elasticsearch, demo, uid, 21, timeout=90)
+        assert len({d["_id"] for d in docs}) == len(docs) == 21
+    finally:
+        operator.stop()
+        operator.start()
+
+
+def test_wrong_credentials_say_so_keep_records_and_recover(
+    demo: Kubectl, operator: Operator, elasticsearch: Elasticsearch,
+) -> None:
+    operator.stop()
+    log_start = operator.log.stat().st_size
+    operator.start(ELASTICSEARCH_PASSWORD="not-the-password")  # noqa: S106 (a wrong one)
+    try:
+        name = unique("locked")
+        demo.apply(deployment(name))
+        uid = _uid(demo, name)
+        wait_for_action(demo, uid, "created")
+
+        def complaint() -> str | None:
+            text = operator.log.read_text()[log_start:]
+            return text if "rejected the credentials of user 'elastic' (401)" in text else None
+
+        log = eventually(complaint, what="the credentials error in the operator's log")
+        assert "not-the-password" not in log
+        assert log.count("rejected the credentials") == 1
+        assert _documents(elasticsearch, uid) == []
+        assert len(records_of(demo, uid)) == 1
+    finally:
+        operator.stop()
+        operator.start()
+    _delivered(elasticsearch, demo, uid, 1)

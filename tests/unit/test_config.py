@@ -1,0 +1,142 @@
+"""Settings: environment over file, and bad input stopped with a message naming the setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kubeledger import config
+
+SALT = "salt-from-the-secret"
+ENV = {"KUBELEDGER_REDACTION_SALT": SALT}
+
+
+def with_file(tmp_path: Path, text: str, **environ: str) -> dict[str, str]:
+    """An environment whose config file holds ``text``."""
+    path = tmp_path / "kubeledger.yaml"
+    path.write_text(text)
+    return {**ENV, config.CONFIG_FILE_ENV: str(path), **environ}
+
+
+def refused(environ: dict[str, str], *fragments: str) -> None:
+    """Asserts that loading fails with a message holding each fragment."""
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(environ)
+    for fragment in fragments:
+        assert re.search(fragment, str(raised.value)), str(raised.value)
+
+
+def test_the_salt_is_the_one_required_setting() -> None:
+    refused({}, "redaction_salt", "Field required")
+    refused({"KUBELEDGER_REDACTION_SALT": ""}, "redaction_salt")
+
+
+def test_defaults_apply_to_everything_else() -> None:
+    settings = config.load(ENV)
+
+    assert settings.redaction_salt.get_secret_value() == SALT
+    assert settings.cluster_name == "default"
+    assert settings.watch_extra_kinds == []
+    assert not settings.elasticsearch.enabled
+
+
+def test_the_environment_wins_over_the_file(tmp_path: Path) -> None:
+    environ = with_file(
+        tmp_path,
+        "cluster_name: from-file\nretention_days: 30\nelasticsearch:\n  index_prefix: audit\n",
+        KUBELEDGER_CLUSTER_NAME="from-env",
+        ELASTICSEARCH_INDEX_PREFIX="audit-env",
+    )
+
+    settings = config.load(environ)
+
+    assert settings.cluster_name == "from-env"
+    assert settings.retention_days == 30.0
+    assert settings.elasticsearch.index_prefix == "audit-env"
+
+
+def test_elasticsearch_url_takes_a_comma_separated_list() -> None:
+    settings = config.load(
+        {**ENV, "ELASTICSEARCH_URL": " https://es-1:9200, https://es-2:9200 ,"}
+    )
+
+    assert settings.elasticsearch.urls == ["https://es-1:9200", "https://es-2:9200"]
+    assert settings.elasticsearch.enabled
+
+
+def test_elasticsearch_env_fills_a_section_left_empty_in_the_file(tmp_path: Path) -> None:
+    environ = with_file(tmp_path, "elasticsearch:\n  # urls: [https://es:9200]\n",
+                        ELASTICSEARCH_URL="https://es:9200")
+
+    assert config.load(environ).elasticsearch.urls == ["https://es:9200"]
+
+
+def test_elasticsearch_section_must_be_a_mapping(tmp_path: Path) -> None:
+    environ = with_file(tmp_path, "elasticsearch: https://es:9200\n",
+                        ELASTICSEARCH_URL="https://es:9200")
+
+    refused(environ, "elasticsearch", "mapping")
+
+
+def test_unknown_key_in_the_file_is_named(tmp_path: Path) -> None:
+    refused(with_file(tmp_path, "clustr_name: prod\n"), "clustr_name", "Extra inputs")
+    refused(with_file(tmp_path, "elasticsearch:\n  url_list: []\n"), r"elasticsearch\.url_list")
+
+
+def test_unrelated_variables_with_our_prefixes_are_ignored() -> None:
+    settings = config.load(
+        {
+            **ENV,
+            "KUBELEDGER_CACHE": "/home/dev/.cache/kubeledger",
+            # A Kubernetes service link for a Service called elasticsearch.
+            "ELASTICSEARCH_SERVICE_HOST": "10.96.0.12",
+        }
+    )
+
+    assert settings.elasticsearch.urls == []
+
+
+def test_extra_workload_kinds_are_a_comma_separated_list() -> None:
+    settings = config.load({**ENV, "KUBELEDGER_WATCH_EXTRA_KINDS": "statefulsets,daemonsets"})
+
+    assert settings.watch_extra_kinds == ["statefulsets", "daemonsets"]
+
+
+def test_an_unsupported_kind_is_refused() -> None:
+    refused({**ENV, "KUBELEDGER_WATCH_EXTRA_KINDS": "statefulsets,cronjobs"},
+            "watch_extra_kinds", "cronjobs")
+
+
+def test_redaction_patterns_come_from_the_file(tmp_path: Path) -> None:
+    settings = config.load(with_file(tmp_path, "redaction:\n  name_patterns: ['^LICENSE$']\n"))
+
+    assert settings.redaction.name_patterns == ("^LICENSE$",)
+
+
+def test_an_invalid_redaction_pattern_is_refused(tmp_path: Path) -> None:
+    environ = with_file(tmp_path, "redaction:\n  name_patterns: ['(unclosed']\n")
+
+    refused(environ, r"redaction\.name_patterns", "not a valid regular expression")
+
+
+def test_an_empty_file_means_defaults(tmp_path: Path) -> None:
+    assert config.load(with_file(tmp_path, "")).cluster_name == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("cluster_name: [unclosed\n", "cannot read config file"),
+        ("- cluster_name\n- prod\n", "must hold a mapping at the top level"),
+    ],
+)
+def test_a_file_without_a_yaml_mapping_is_refused(tmp_path: Path, text: str, problem: str) -> None:
+    refused(with_file(tmp_path, text), problem)
+
+
+def test_a_missing_or_unreadable_file_is_refused(tmp_path: Path) -> None:
+    refused({**ENV, config.CONFIG_FILE_ENV: str(tmp_path / "absent.yaml")},
+            "cannot read config file", "absent.yaml")
+    refused({**ENV, config.CONFIG_FILE_ENV: str(tmp_path)}, "cannot read config file")
