@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from kubeledger import ecs
+from kubeledger.identity.commit import DEFAULT_COMMIT_ANNOTATIONS
 from kubeledger.redaction import RedactionPolicy
 
 ENV_PREFIX = "KUBELEDGER_"
@@ -86,6 +87,11 @@ class Settings(BaseModel):
     audit_host: str = "0.0.0.0"  # noqa: S104 (as above)
     audit_port: int | None = Field(default=None, ge=1, le=65535)
     audit_client_ca: Path | None = None  # CA that signed the apiserver's client certificate
+    # How long a live change waits for its audit event (the apiserver batches them).
+    audit_wait_seconds: float = Field(default=3.0, ge=0)
+    # Annotations naming the commit of a change, tried in order (see identity/commit.py).
+    commit_annotations: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_COMMIT_ANNOTATIONS))
 
     @field_validator("watch_extra_kinds")
     @classmethod
@@ -124,7 +130,8 @@ def _read_file(path: str | None) -> dict[str, Any]:
     return loaded
 
 
-_LIST_SETTINGS = {"watch_extra_kinds", "urls"}  # comma-separated in the environment
+# Comma-separated in the environment.
+_LIST_SETTINGS = {"watch_extra_kinds", "urls", "commit_annotations"}
 
 
 def _merge_environment(data: dict[str, Any], env: dict[str, str]) -> None:

@@ -117,6 +117,17 @@ class KubeApi:
                 return None
             raise
 
+    async def get_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                             name: str) -> dict[str, Any] | None:
+        """A namespaced object, or None when it (or its resource) does not exist."""
+        try:
+            return await _call(self._custom.get_namespaced_custom_object,
+                               group, version, namespace, plural, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def delete_record(self, name: str) -> None:
         try:
             await _call(self._custom.delete_cluster_custom_object,

@@ -10,9 +10,9 @@ changes seen after the fact: the operator was not watching when they happened.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kubeledger import classify, diff, projection
 from kubeledger.baselines import Baseline, Baselines
@@ -35,12 +35,15 @@ logger = logging.getLogger(__name__)
 
 LIVE_EVENTS = frozenset({"ADDED", "MODIFIED"})
 
-# Who made a change and which commit it came from (see the attribution modules).
-Attribution = Callable[[Subject, Mapping[str, Any] | None], Awaitable[tuple[Initiator, Commit]]]
+class Attribution(Protocol):
+    """Who made a change and which commit it came from (see ``attribution``)."""
+
+    async def __call__(self, subject: Subject, body: Mapping[str, Any] | None, *,
+                       deleted: bool, live: bool) -> tuple[Initiator, Commit]: ...
 
 
-async def unattributed(subject: Subject, body: Mapping[str, Any] | None) -> tuple[Initiator,
-                                                                                  Commit]:
+async def unattributed(subject: Subject, body: Mapping[str, Any] | None, *,
+                       deleted: bool, live: bool) -> tuple[Initiator, Commit]:
     """Attribution when nothing is known: ``unresolved`` on both counts."""
     return Initiator(), Commit()
 
@@ -95,7 +98,7 @@ class Recorder:
             action, severity = Action.CHANGED_WHILE_UNOBSERVED, max(
                 severity, Severity.NOTICE, key=lambda level: level.rank)
         changes, truncated = diff.diff(old, new, max_changes=self._max_changes)
-        initiator, commit = await self._attribute(subject, body)
+        initiator, commit = await self._attribute(subject, body, deleted=False, live=live)
         spec = RecordSpec(
             action=action, severity=severity, observedAt=datetime.now(UTC),
             observation=Observation.LIVE if live else Observation.AFTER_THE_FACT,
@@ -119,7 +122,7 @@ class Recorder:
         severity = verdict.severity if verdict else Severity.WARNING
         reasons = list(verdict.reasons) if verdict else []
         live = observation is Observation.LIVE
-        initiator, commit = await self._attribute(subject, body)
+        initiator, commit = await self._attribute(subject, body, deleted=True, live=live)
         spec = RecordSpec(
             action=Action.DELETED if live else Action.DELETED_WHILE_UNOBSERVED,
             severity=severity, observedAt=datetime.now(UTC), observation=observation,

@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from kubeledger import catchup, crd, kinds, model, retention
+from kubeledger import catchup, config, crd, kinds, model, receivers, retention
+from kubeledger.attribution import Attributor
 from kubeledger.baselines import Baselines
 from kubeledger.config import Settings
 from kubeledger.delivery import PositionStore, Shipper, Sink
 from kubeledger.elasticsearch_sink import ElasticsearchSink
+from kubeledger.identity.admission import AdmissionCache
+from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import KubeApi, Resource, load_client
 from kubeledger.ledger import Ledger, head_of, retrying
 from kubeledger.recorder import Recorder
@@ -31,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 RECORDS = Resource(model.GROUP, model.VERSION, model.PLURAL, model.KIND, namespaced=False)
 PRUNE_EVERY_SECONDS = 600.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Runtime:
     shippers: list[Shipper] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def audited(self) -> list[Resource]:
@@ -62,14 +67,20 @@ class Runtime:
                     len(specs), len(baselines), head.sequence)
         revisions = Revisions()
         ledger = Ledger(api, head)
+        admission = AdmissionCache() if settings.webhook_port else None
+        audit = AuditLog() if settings.audit_port else None
         recorder = Recorder(
             cluster=settings.cluster_name,
             redactor=Redactor(settings.redaction_salt.get_secret_value().encode(),
                               settings.redaction),
             baselines=baselines, revisions=revisions, ledger=ledger,
+            attribute=Attributor(api, admission=admission, audit=audit,
+                                 audit_wait_seconds=settings.audit_wait_seconds,
+                                 commit_annotations=settings.commit_annotations),
             max_changes=settings.max_changes_per_record,
         )
         runtime = cls(settings, api, baselines, revisions, recorder)
+        await runtime._start_receivers(admission, audit)
         runtime._start_shipping(ledger)
         await catchup.record_unobserved_deletions(api, recorder, baselines, runtime.audited)
         runtime._spawn(runtime._reconcile_periodically())
@@ -91,6 +102,26 @@ class Runtime:
         self.shippers.append(shipper)
         self._spawn(shipper.run())
 
+    async def _start_receivers(self, admission: AdmissionCache | None,
+                               audit: AuditLog | None) -> None:
+        """Serves the admission webhook and the audit backend, where configured."""
+        settings = self.settings
+        if admission is not None and settings.webhook_port:
+            cert_dir = _required(settings.webhook_cert_dir, "webhook_cert_dir")
+            self.closers.append(await receivers.serve(
+                receivers.admission_app(admission), settings.webhook_host,
+                settings.webhook_port, receivers.server_tls(cert_dir)))
+            logger.info("admission webhook listening on %s:%d", settings.webhook_host,
+                        settings.webhook_port)
+        if audit is not None and settings.audit_port:
+            cert_dir = _required(settings.webhook_cert_dir, "webhook_cert_dir")
+            client_ca = _required(settings.audit_client_ca, "audit_client_ca")
+            self.closers.append(await receivers.serve(
+                receivers.audit_app(audit), settings.audit_host, settings.audit_port,
+                receivers.server_tls(cert_dir, client_ca=client_ca)))
+            logger.info("audit receiver listening on %s:%d", settings.audit_host,
+                        settings.audit_port)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self.background.append(asyncio.create_task(work))
 
@@ -102,6 +133,8 @@ class Runtime:
                 await task
         for sink in self.sinks:
             await sink.close()
+        for close in self.closers:
+            await close()
 
     async def _prune_periodically(self) -> None:
         """Removes delivered, superseded records older than the retention."""
@@ -125,3 +158,9 @@ class Runtime:
                     self.api, self.recorder, self.baselines, self.audited)
             except Exception:
                 logger.exception("periodic deletion check failed; trying again next time")
+
+
+def _required(value: T | None, setting: str) -> T:
+    if value is None:
+        raise config.ConfigError(f"{setting} must be set to serve the webhook endpoints")
+    return value

@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from kubeledger import crd, kinds
+from kubeledger import config, crd, kinds
 from kubeledger.config import Settings
 from kubeledger.kube import Resource
 from kubeledger.runtime import Runtime
@@ -26,7 +26,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.posting.enabled = False
         try:
             memo.runtime = await Runtime.start(operator_settings)
-        except crd.CrdMissingError as error:
+        except (crd.CrdMissingError, config.ConfigError) as error:
             raise kopf.PermanentError(str(error)) from error
 
     @kopf.on.login(registry=registry)

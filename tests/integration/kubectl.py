@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from stack.cluster import Endpoints
@@ -26,12 +27,29 @@ class Kubectl:
 
     endpoints: Endpoints
     context: str = "admin"
+    kubeconfig: Path | None = None  # another kubeconfig than the stack's (see with_token)
 
     def as_user(self, context: str) -> Kubectl:
         return Kubectl(self.endpoints, context)
 
+    def with_token(self, token: str, name: str) -> Kubectl:
+        """kubectl authenticating with a bearer token only (a service account's, say).
+
+        kubectl prefers client certificates over ``--token``, so the token gets a
+        kubeconfig of its own.
+        """
+        config = json.loads(self.endpoints.kubeconfig.read_text())
+        config["users"] = [{"name": name, "user": {"token": token}}]
+        config["contexts"] = [{"name": name, "context": {"cluster": "local", "user": name}}]
+        config["current-context"] = name
+        path = self.endpoints.directory / f"kubeconfig-{name}"
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        return Kubectl(self.endpoints, name, path)
+
     def __call__(self, *args: str, stdin: str | None = None) -> str:
-        argv = [str(self.endpoints.kubectl), "--kubeconfig", str(self.endpoints.kubeconfig),
+        kubeconfig = self.kubeconfig or self.endpoints.kubeconfig
+        argv = [str(self.endpoints.kubectl), "--kubeconfig", str(kubeconfig),
                 "--context", self.context, *args]
         result = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                                 timeout=60, check=False)

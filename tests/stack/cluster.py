@@ -19,6 +19,7 @@ alice and bob hold the built-in ``edit`` role.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import socket
@@ -71,6 +72,34 @@ kind: Namespace
 metadata:
   name: kubeledger
 """
+
+
+def _webhook_manifest(port: int, ca_bundle: str) -> str:
+    """The operator's validating webhook, as the Helm chart registers it in a cluster."""
+    return json.dumps({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "kubeledger"},
+        "webhooks": [{
+            "name": "identity.kubeledger.io",
+            "clientConfig": {"url": f"https://127.0.0.1:{port}/validate", "caBundle": ca_bundle},
+            "rules": [
+                {"apiGroups": ["apps"], "apiVersions": ["v1"],
+                 "operations": ["CREATE", "UPDATE", "DELETE"],
+                 "resources": ["deployments", "deployments/scale"]},
+                {"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"],
+                 "operations": ["CREATE", "UPDATE", "DELETE"],
+                 "resources": ["roles", "clusterroles", "rolebindings", "clusterrolebindings"]},
+                {"apiGroups": ["argoproj.io"], "apiVersions": ["v1alpha1"],
+                 "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["rollouts"]},
+            ],
+            # Never block a write: identity is best effort, the record is not.
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "timeoutSeconds": 2,
+            "admissionReviewVersions": ["v1"],
+        }],
+    })
 
 
 def _binding_manifest(user: str) -> str:
@@ -294,7 +323,9 @@ class Stack:
 
     def _bootstrap(self, endpoints: Endpoints) -> None:
         """Creates the namespaces and binds alice and bob to ``edit`` in demo (idempotent)."""
-        manifests = [NAMESPACES_MANIFEST, *(_binding_manifest(u) for u in TOKEN_USERS)]
+        ca_bundle = base64.b64encode(endpoints.pki.ca_cert.read_bytes()).decode()
+        manifests = [NAMESPACES_MANIFEST, *(_binding_manifest(u) for u in TOKEN_USERS),
+                     _webhook_manifest(endpoints.ports["webhook"], ca_bundle)]
         run([str(endpoints.kubectl), "--kubeconfig", str(endpoints.kubeconfig),
              "apply", "-f", "-"], stdin="---\n".join(manifests))
 
