@@ -160,3 +160,52 @@ def test_wrong_credentials_say_so_keep_records_and_recover(
         operator.stop()
         operator.start()
     _delivered(elasticsearch, demo, uid, 1)
+
+
+def test_search_by_user_and_action(kubectl: Kubectl, operator: Operator,
+                                   elasticsearch: Elasticsearch) -> None:
+    alice, bob = kubectl.as_user("alice"), kubectl.as_user("bob")
+    name = unique("whodunit")
+    alice.apply(deployment(name))
+    uid = _uid(kubectl, name)
+    wait_for_action(kubectl, uid, "created")
+    bob("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    wait_for_action(kubectl, uid, "image-changed")
+    _delivered(elasticsearch, kubectl, uid, 2)
+    query = f'user.name:bob AND event.action:image-changed AND orchestrator.resource.id:"{uid}"'
+    (hit,) = elasticsearch.search(index=INDICES, q=query)["hits"]["hits"]
+    source = hit["_source"]
+    assert source["user"]["name"] == "bob"
+    assert source["kubeledger"]["initiator"]["verified"] is True
+    assert "bob" in source["related"]["user"]
+    assert elasticsearch.search(index=INDICES, q=query.replace("bob", "alice"))[
+        "hits"]["total"]["value"] == 0
+
+
+def test_delivered_records_leave_the_cluster_after_retention(
+    kubectl: Kubectl, operator: Operator, elasticsearch: Elasticsearch,
+) -> None:
+    operator.stop()
+    # A retention of about 3 seconds; the pruning runs as often.
+    operator.start(KUBELEDGER_RETENTION_DAYS="0.00004")
+    try:
+        name = unique("aged")
+        kubectl.apply(deployment(name, replicas=0))
+        uid = _uid(kubectl, name)
+        wait_for_action(kubectl, uid, "rollout-completed")  # replicas 0 completes at once
+        earlier = {r["metadata"]["name"] for r in records_of(kubectl, uid)}
+        kubectl("-n", "demo", "scale", f"deployment/{name}", "--replicas=2")
+        latest = wait_for_action(kubectl, uid, "scaled")["metadata"]["name"]
+
+        def pruned() -> list[dict[str, Any]] | None:
+            left = records_of(kubectl, uid)
+            return left if [r["metadata"]["name"] for r in left] == [latest] else None
+
+        # Superseded records go (only once delivered); the latest stays as the object's
+        # baseline; Elasticsearch keeps them all.
+        eventually(pruned, timeout=60, what="the superseded record removed")
+        eventually(lambda: {d["_id"] for d in _documents(elasticsearch, uid)} == {*earlier, latest},
+                   what="every record in Elasticsearch")
+    finally:
+        operator.stop()
+        operator.start()

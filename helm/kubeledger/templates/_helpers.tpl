@@ -64,3 +64,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- define "kubeledger.saltSecretName" -}}
 {{- printf "%s-redaction-salt" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* Removes every x-kubernetes-validations (CEL rules) from a CRD schema, in place. */}}
+{{- define "kubeledger.withoutCelRules" -}}
+{{- if kindIs "map" . }}
+{{- $_ := unset . "x-kubernetes-validations" }}
+{{- range $key, $value := . }}{{ include "kubeledger.withoutCelRules" $value }}{{ end }}
+{{- else if kindIs "slice" . }}
+{{- range . }}{{ include "kubeledger.withoutCelRules" . }}{{ end }}
+{{- end }}
+{{- end }}
