@@ -176,7 +176,8 @@ class KubeApi:
 
     async def crd_established(self, name: str) -> bool:
         crd = await self.get(CRD_GROUP, CRD_VERSION, CRD_PLURAL, name)
-        conditions = (crd or {}).get("status", {}).get("conditions", [])
+        # A CRD created a moment ago has ``status.conditions: null``.
+        conditions = ((crd or {}).get("status") or {}).get("conditions") or []
         return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
