@@ -152,3 +152,35 @@ def test_watched_objects_carry_nothing_of_ours(demo: Kubectl) -> None:
     assert ours == []
     managers = {entry["manager"] for entry in metadata.get("managedFields", [])}
     assert not any("kopf" in manager or "kubeledger" in manager for manager in managers)
+
+
+ROLLOUT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "rollouts.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io", "scope": "Namespaced",
+        "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout"},
+        "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                      "schema": {"openAPIV3Schema": {
+                          "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+    },
+}
+
+
+def test_argo_rollouts_are_watched_once_their_crd_exists(kubectl: Kubectl,
+                                                         demo: Kubectl) -> None:
+    kubectl.apply(ROLLOUT_CRD)
+    eventually(lambda: kubectl("get", "crd", "rollouts.argoproj.io", "-o",
+                               "jsonpath={.status.conditions[?(@.type=='Established')].status}")
+               == "True", what="the Rollout CRD")
+    name = unique("canary")
+    rollout = deployment(name)
+    rollout.update(apiVersion="argoproj.io/v1alpha1", kind="Rollout")
+    kubectl.apply(rollout)
+    uid = kubectl.json("-n", "demo", "get", "rollout", name)["metadata"]["uid"]
+    created = wait_for_action(kubectl, uid, "created", timeout=60)
+    assert created["spec"]["subject"]["apiVersion"] == "argoproj.io/v1alpha1"
+    kubectl("-n", "demo", "patch", "rollout", name, "--type=json", "-p",
+            '[{"op": "replace", "path": "/spec/template/spec/containers/0/image",'
+            ' "value": "nginx:1.27"}]')
+    wait_for_action(kubectl, uid, "image-changed")

@@ -16,11 +16,12 @@ from stack.shell import CommandError
 
 USAGE_AFTER_UP = """\
 The local stack is up ({directory}).
-  source {directory}/env          # KUBECONFIG, ELASTICSEARCH_URL/USERNAME/PASSWORD, ...
+  set -a; . {directory}/env; set +a  # KUBECONFIG, ELASTICSEARCH_URL/USERNAME/PASSWORD, ...
   export PATH={kubectl_dir}:$PATH  # kubectl {version}, matching the apiserver
-  kubectl get auditrecords
   kubectl --context alice -n demo create deployment web --image=nginx:1.25
-  curl -u "$ELASTICSEARCH_USERNAME:$ELASTICSEARCH_PASSWORD" "$ELASTICSEARCH_URL"
+  kubectl get auditrecords
+  curl -u "$ELASTICSEARCH_USERNAME:$ELASTICSEARCH_PASSWORD" \\
+    "$ELASTICSEARCH_URL/_nodes/_local?filter_path=nodes.*.version"
 Logs: {directory}/logs/   PIDs: {directory}/run/   Stop everything: make dev-down
 """
 

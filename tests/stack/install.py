@@ -16,7 +16,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from stack import cache
+from stack import cache, helm_tool
 from stack.shell import run, say
 
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
@@ -32,6 +32,7 @@ def ensure_all() -> None:
     ensure_debian_packages()
     ensure_kubernetes()
     ensure_elasticsearch()
+    helm_tool.ensure_helm()  # for the chart's tests
 
 
 def ensure_debian_packages() -> None:
