@@ -83,15 +83,15 @@ class Recorder:
         if old == new:
             self._baselines.touch(subject.uid)
             return None
-        verdict = classify.classify(subject.kind, old, new, self._context(subject))
+        # Seen live only when the watch delivered the change itself; a listing shows
+        # the result of changes made while nobody watched.
+        live = event_type in LIVE_EVENTS and (baseline is not None or event_type == "ADDED")
+        verdict = classify.classify(subject.kind, old, new, self._context(subject, live=live))
         if verdict is None:
             # A change no record describes (a rollout going back to progressing): the
             # next change is diffed from here.
             self._baselines.remember(subject, new)
             return None
-        # Seen live only when the watch delivered the change itself; a listing shows
-        # the result of changes made while nobody watched.
-        live = event_type in LIVE_EVENTS and (baseline is not None or event_type == "ADDED")
         action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
         if not live and old is not None:
             reasons.insert(0, f"seen after the fact; the change looks like {action.value}")
@@ -133,11 +133,15 @@ class Recorder:
         self._baselines.forget(subject.uid)
         return written
 
-    def _context(self, subject: Subject) -> classify.Context:
+    def _context(self, subject: Subject, *, live: bool = True) -> classify.Context:
+        # After the fact, the ReplicaSet made for the new template exists already and
+        # looks as old as the rollback target would: only a live change can be told
+        # to be a rollback.
+        earlier = (self._revisions.earlier_templates(subject.uid, subject.resourceVersion)
+                   if live else frozenset())
         return classify.Context(
             namespace=subject.namespace or "",
-            older_revision_fingerprints=self._revisions.earlier_templates(
-                subject.uid, subject.resourceVersion),
+            older_revision_fingerprints=earlier,
             resolve_role_rules=self._role_rules,
         )
 

@@ -63,6 +63,14 @@ class Kubectl:
     def apply(self, manifest: dict[str, Any], *extra: str) -> str:
         return self("apply", "-f", "-", *extra, stdin=json.dumps(manifest))
 
+    def install_crd(self, manifest: dict[str, Any]) -> None:
+        """Applies a CRD and waits until the apiserver serves it."""
+        self.apply(manifest)
+        established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+        eventually(lambda: self("get", "crd", manifest["metadata"]["name"], "-o",
+                                established) == "True",
+                   what=f"the CRD {manifest['metadata']['name']}")
+
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0,
                what: str = "condition") -> T:

@@ -48,3 +48,18 @@ def binding(name: str, role_kind: str, role_name: str, subjects: list[dict[str, 
 
 def user(name: str) -> dict[str, str]:
     return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
+
+
+def open_crd(group: str, kind: str, plural: str, version: str = "v1alpha1") -> dict[str, Any]:
+    """A namespaced CRD accepting any content: stands in for a third party's (Argo's) CRD."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [{"name": version, "served": True, "storage": True,
+                          "schema": {"openAPIV3Schema": {
+                              "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    }

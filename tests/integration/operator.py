@@ -77,3 +77,20 @@ def wait_for_action(kubectl: Kubectl, uid: str, action: str,
         matching = [r for r in records_of(kubectl, uid) if r["spec"]["action"] == action]
         return matching[-1] if matching else None
     return eventually(found, timeout=timeout, what=f"a {action!r} record of {uid}")
+
+
+def uid_of(kubectl: Kubectl, manifest: dict[str, Any]) -> str:
+    """The uid the apiserver gave the object ``manifest`` describes."""
+    metadata = manifest["metadata"]
+    scope = ("-n", metadata["namespace"]) if "namespace" in metadata else ()
+    found = kubectl.as_user("admin").json(*scope, "get", manifest["kind"].lower(),
+                                          metadata["name"])
+    uid: str = found["metadata"]["uid"]
+    return uid
+
+
+def apply_recorded(kubectl: Kubectl, manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Applies ``manifest`` and waits for its ``created`` record: (uid, record)."""
+    kubectl.apply(manifest)
+    uid = uid_of(kubectl, manifest)
+    return uid, wait_for_action(kubectl, uid, "created")

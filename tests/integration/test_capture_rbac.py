@@ -6,17 +6,14 @@ from typing import Any
 
 from integration.kubectl import Kubectl
 from integration.manifests import binding, role, unique, user
-from integration.operator import actions_of, wait_for_action
+from integration.operator import actions_of, uid_of, wait_for_action
 
 READ_PODS = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
 
 
 def _uid(kubectl: Kubectl, manifest: dict[str, Any]) -> str:
     kubectl.apply(manifest)
-    kind, metadata = manifest["kind"].lower(), manifest["metadata"]
-    scope = ("-n", metadata["namespace"]) if "namespace" in metadata else ()
-    uid: str = kubectl.json(*scope, "get", kind, metadata["name"])["metadata"]["uid"]
-    return uid
+    return uid_of(kubectl, manifest)
 
 
 def test_role_lifecycle_and_secret_access_is_critical(kubectl: Kubectl, operator: object) -> None:

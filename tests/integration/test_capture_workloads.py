@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from integration.kubectl import Kubectl, eventually
-from integration.manifests import deployment, unique
-from integration.operator import actions_of, records_of, wait_for_action
+from integration.manifests import deployment, open_crd, unique
+from integration.operator import (
+    actions_of,
+    apply_recorded,
+    records_of,
+    uid_of,
+    wait_for_action,
+)
 
 
-def _create(demo: Kubectl, manifest: dict[str, object]) -> str:
-    demo.apply(manifest)
-    name = manifest["metadata"]["name"]  # type: ignore[index]
-    uid: str = demo.json("-n", "demo", "get", "deployment", name)["metadata"]["uid"]
-    wait_for_action(demo, uid, "created")
+def _create(demo: Kubectl, manifest: dict[str, Any]) -> str:
+    uid, _ = apply_recorded(demo, manifest)
     return uid
 
 
@@ -48,7 +52,8 @@ def test_creation_is_recorded_live_with_labels_and_diff(demo: Kubectl) -> None:
                            "imagePullPolicy": "IfNotPresent",
                            "resources": {}, "terminationMessagePath": "/dev/termination-log",
                            "terminationMessagePolicy": "File"}]
-    assert spec["initiator"]["source"] == "unresolved"
+    assert spec["initiator"]["username"] == "alice"
+    assert spec["initiator"]["verified"] is True
 
 
 def test_image_change_scale_restart_undo_pause_resume(demo: Kubectl) -> None:
@@ -154,30 +159,15 @@ def test_watched_objects_carry_nothing_of_ours(demo: Kubectl) -> None:
     assert not any("kopf" in manager or "kubeledger" in manager for manager in managers)
 
 
-ROLLOUT_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "rollouts.argoproj.io"},
-    "spec": {
-        "group": "argoproj.io", "scope": "Namespaced",
-        "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout"},
-        "versions": [{"name": "v1alpha1", "served": True, "storage": True,
-                      "schema": {"openAPIV3Schema": {
-                          "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
-    },
-}
-
-
 def test_argo_rollouts_are_watched_once_their_crd_exists(kubectl: Kubectl,
                                                          demo: Kubectl) -> None:
-    kubectl.apply(ROLLOUT_CRD)
-    eventually(lambda: kubectl("get", "crd", "rollouts.argoproj.io", "-o",
-                               "jsonpath={.status.conditions[?(@.type=='Established')].status}")
-               == "True", what="the Rollout CRD")
+    kubectl.install_crd(open_crd("argoproj.io", "Rollout", "rollouts"))
     name = unique("canary")
     rollout = deployment(name)
     rollout.update(apiVersion="argoproj.io/v1alpha1", kind="Rollout")
     kubectl.apply(rollout)
-    uid = kubectl.json("-n", "demo", "get", "rollout", name)["metadata"]["uid"]
+    uid = uid_of(kubectl, rollout)
+    # kopf starts watching a resource when its CRD appears.
     created = wait_for_action(kubectl, uid, "created", timeout=60)
     assert created["spec"]["subject"]["apiVersion"] == "argoproj.io/v1alpha1"
     kubectl("-n", "demo", "patch", "rollout", name, "--type=json", "-p",
