@@ -79,42 +79,46 @@ class Verdict:
     first_sequence: int | None
     last_sequence: int | None
     findings: tuple[Finding, ...]
+    # Sequence numbers absent because retention pruned them (through ``pruned_through``).
+    pruned: int = 0
 
     @property
     def intact(self) -> bool:
         return not self.findings
 
 
-def verify(records: Iterable[tuple[str, Mapping[str, Any]]], *, from_genesis: bool) -> Verdict:
+def verify(records: Iterable[tuple[str, Mapping[str, Any]]], *,
+           pruned_through: int = 0) -> Verdict:
     """Checks ``(name, spec)`` pairs: every hash, every link, no gaps, no duplicates.
 
-    ``from_genesis`` says the sequence must start at 1 (a full history, as Elasticsearch
-    keeps it); otherwise the first record present may be later (the cluster keeps a
-    window, older records having been removed after delivery).
+    Records up to ``pruned_through`` may be absent: the operator removes delivered records
+    after the retention, and says how far it went before removing any. Every other
+    absence, from sequence 1 on, is a finding. A full history (Elasticsearch's) is
+    checked with ``pruned_through=0``.
     """
     chained = sorted(
         ((spec["chain"]["sequence"], name, spec) for name, spec in records if "chain" in spec),
         key=lambda item: item[0],
     )
     findings: list[Finding] = []
-    previous: tuple[int, str] | None = None
-    if chained and from_genesis and chained[0][0] != 1:
-        findings.append(Finding(chained[0][0], chained[0][1],
-                                f"history starts at sequence {chained[0][0]}, not 1"))
+    pruned = 0
+    previous: tuple[int, str] = (0, GENESIS_HASH)
     for sequence, name, spec in chained:
         link = spec["chain"]
         if record_hash(spec) != link.get("hash"):
             findings.append(Finding(sequence, name, "content does not match its hash (altered)"))
-        if previous is not None:
+        missing = range(previous[0] + 1, sequence)
+        if missing and missing[-1] <= pruned_through:
+            pruned += len(missing)  # removed by retention after delivery: nothing to link
+        else:
             findings.extend(_link_findings(previous, sequence, name, link["previousHash"]))
-        elif from_genesis and sequence == 1 and link["previousHash"] != GENESIS_HASH:
-            findings.append(Finding(sequence, name, "first record does not start the chain"))
         previous = (sequence, link.get("hash", ""))
     return Verdict(
         checked=len(chained),
         first_sequence=chained[0][0] if chained else None,
         last_sequence=chained[-1][0] if chained else None,
         findings=tuple(findings),
+        pruned=pruned,
     )
 
 

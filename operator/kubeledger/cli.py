@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from importlib import metadata
 
-from kubeledger import chain, config
+from kubeledger import chain, config, retention
 from kubeledger.kube import KubeApi, load_client
 from kubeledger.runtime import RECORDS
 
@@ -28,14 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--liveness", metavar="URL",
                      help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--verbose", action="store_true", help="debug logging")
-    commands.add_parser("verify", help="check the hash chain of the AuditRecords in the cluster")
+    verify = commands.add_parser(
+        "verify", help="check the hash chain of the AuditRecords in the cluster")
+    verify.add_argument("--namespace", default=os.environ.get("KUBELEDGER_NAMESPACE",
+                                                               "kubeledger"),
+                        help="the operator's namespace (where its retention watermark is)")
     commands.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
     if args.command == "version":
         print(metadata.version("kubeledger"))
         return 0
     if args.command == "verify":
-        return asyncio.run(_verify())
+        return asyncio.run(_verify(args.namespace))
     return _run(args.liveness, args.verbose)
 
 
@@ -59,19 +64,22 @@ def _run(liveness: str | None, verbose: bool) -> int:
     return 0
 
 
-async def _verify() -> int:
+async def _verify(namespace: str) -> int:
     api = KubeApi(load_client())
     records = await api.list_all(RECORDS)
     if records is None:
         print("kubeledger: the AuditRecord CRD is not installed", file=sys.stderr)
         return EXIT_USAGE
+    pruned_through = await retention.pruned_through(api, namespace)
     verdict = chain.verify(((r["metadata"]["name"], r["spec"]) for r in records),
-                           from_genesis=False)
+                           pruned_through=pruned_through)
     span = (f"sequence {verdict.first_sequence}..{verdict.last_sequence}"
             if verdict.checked else "no records")
     for finding in verdict.findings:
         print(f"BROKEN  #{finding.sequence} {finding.name}: {finding.problem}")
-    print(f"checked {verdict.checked} records ({span}): "
+    pruned = (f"; {verdict.pruned} earlier records removed after delivery (retention), "
+              "see Elasticsearch" if verdict.pruned else "")
+    print(f"checked {verdict.checked} records ({span}{pruned}): "
           f"{'intact' if verdict.intact else f'{len(verdict.findings)} problems'}")
     return 0 if verdict.intact else EXIT_BROKEN_CHAIN
 

@@ -3,7 +3,10 @@
 The cluster holds a recent window; Elasticsearch keeps the history. A record goes only
 when it is older than the retention, delivered to every configured sink, and not the
 latest record of its object: that one is the object's baseline, the state the next
-change (or a catch-up after downtime) is diffed against.
+change (or a catch-up after downtime) is diffed against. Without any sink nothing is
+removed: the cluster is then the only copy of the history. The highest sequence ever
+removed is kept in a ConfigMap, so ``kubeledger verify`` can tell these gaps from records
+removed by someone else.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from kubeledger.ledger import retrying
 logger = logging.getLogger(__name__)
 
 
-def expired(records: list[Mapping[str, Any]], *, now: datetime, retention: timedelta,
-            delivered_up_to: int | None) -> list[str]:
-    """Names of the records that may go (pure: the rule above, nothing else).
+WATERMARK_CONFIG_MAP = "kubeledger-retention"
+WATERMARK_KEY = "prunedThrough"
 
-    ``delivered_up_to`` is the lowest delivery position over all sinks; None means there
-    is no sink to wait for.
+
+def expired(records: list[Mapping[str, Any]], *, now: datetime, retention: timedelta,
+            delivered_up_to: int) -> list[tuple[str, int]]:
+    """``(name, sequence)`` of the records that may go (pure: the rule above, nothing else).
+
+    ``delivered_up_to`` is the lowest delivery position over all sinks.
     """
     latest: dict[str, int] = {}
     for record in records:
@@ -33,28 +39,45 @@ def expired(records: list[Mapping[str, Any]], *, now: datetime, retention: timed
         uid, sequence = spec["subject"]["uid"], spec["chain"]["sequence"]
         latest[uid] = max(latest.get(uid, 0), sequence)
     cutoff = now - retention
-    names = []
+    chosen = []
     for record in records:
         spec = record["spec"]
         sequence = spec["chain"]["sequence"]
         if (datetime.fromisoformat(spec["observedAt"]) < cutoff
-                and (delivered_up_to is None or sequence <= delivered_up_to)
+                and sequence <= delivered_up_to
                 and latest[spec["subject"]["uid"]] != sequence):
-            names.append(record["metadata"]["name"])
-    return names
+            chosen.append((record["metadata"]["name"], sequence))
+    return chosen
 
 
-async def prune(api: KubeApi, records_resource: Resource, *, retention: timedelta,
-                delivered_up_to: int | None) -> int:
-    """Deletes expired records; returns how many."""
+async def pruned_through(api: KubeApi, namespace: str) -> int:
+    """How far retention has pruned: gaps in the chain up to here are expected."""
+    data = await api.read_config_map(namespace, WATERMARK_CONFIG_MAP)
+    return int((data or {}).get(WATERMARK_KEY, 0))
+
+
+async def prune(api: KubeApi, records_resource: Resource, namespace: str, *,
+                retention: timedelta, delivered_up_to: int) -> int:
+    """Deletes expired records; returns how many.
+
+    The watermark is raised before anything is deleted, so a crash half-way leaves only
+    gaps ``kubeledger verify`` knows to expect.
+    """
     records = await retrying(lambda: api.list_all(records_resource), what="listing records")
-    names = expired([r for r in records or [] if "chain" in r["spec"]],
-                    now=datetime.now(UTC), retention=retention,
-                    delivered_up_to=delivered_up_to)
-    for name in names:
+    chosen = expired([r for r in records or [] if "chain" in r["spec"]],
+                     now=datetime.now(UTC), retention=retention,
+                     delivered_up_to=delivered_up_to)
+    if not chosen:
+        return 0
+    previous = await retrying(lambda: pruned_through(api, namespace),
+                              what="reading the retention watermark")
+    watermark = max(previous, *(sequence for _, sequence in chosen))
+    await retrying(lambda: api.write_config_map(namespace, WATERMARK_CONFIG_MAP,
+                                                {WATERMARK_KEY: str(watermark)}),
+                   what="saving the retention watermark")
+    for name, _ in chosen:
         await retrying(functools.partial(api.delete_record, name),
                        what=f"removing expired record {name}")
-    if names:
-        logger.info("removed %d records older than %s (delivered, superseded)", len(names),
-                    retention)
-    return len(names)
+    logger.info("removed %d delivered, superseded records older than %s", len(chosen),
+                retention)
+    return len(chosen)

@@ -84,7 +84,8 @@ class Runtime:
         runtime._start_shipping(ledger)
         await catchup.record_unobserved_deletions(api, recorder, baselines, runtime.audited)
         runtime._spawn(runtime._reconcile_periodically())
-        runtime._spawn(runtime._prune_periodically())
+        if runtime.shippers:  # without a sink the cluster holds the only copy: keep it all
+            runtime._spawn(runtime._prune_periodically())
         return runtime
 
     def _start_shipping(self, ledger: Ledger) -> None:
@@ -141,11 +142,10 @@ class Runtime:
         keep = timedelta(days=self.settings.retention_days)
         while True:
             await asyncio.sleep(min(PRUNE_EVERY_SECONDS, keep.total_seconds()))
-            delivered = (min(shipper.position for shipper in self.shippers)
-                         if self.shippers else None)
             try:
-                await retention.prune(self.api, RECORDS, retention=keep,
-                                      delivered_up_to=delivered)
+                await retention.prune(
+                    self.api, RECORDS, self.settings.namespace, retention=keep,
+                    delivered_up_to=min(shipper.position for shipper in self.shippers))
             except Exception:
                 logger.exception("removing expired records failed; trying again next time")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +95,11 @@ def apply_recorded(kubectl: Kubectl, manifest: dict[str, Any]) -> tuple[str, dic
     kubectl.apply(manifest)
     uid = uid_of(kubectl, manifest)
     return uid, wait_for_action(kubectl, uid, "created")
+
+
+def run_verify(operator: Operator) -> subprocess.CompletedProcess[str]:
+    """``kubeledger verify`` against the operator's cluster, as an administrator runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("kubeledger")), "verify"],
+        env={"PATH": "/usr/bin:/bin", **operator.endpoints.operator_env()},
+        capture_output=True, text=True, timeout=60, check=False)

@@ -3,14 +3,11 @@ recorded once, after the fact, with the diff; a plain restart records nothing.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import deployment, unique
-from integration.operator import Operator, actions_of, records_of, wait_for_action
+from integration.operator import Operator, actions_of, records_of, run_verify, wait_for_action
 
 
 def _total(kubectl: Kubectl) -> int:
@@ -91,14 +88,7 @@ def test_records_read_well_in_kubectl(kubectl: Kubectl, demo: Kubectl) -> None:
 
 def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
                                          operator: Operator) -> None:
-    verify = [str(Path(sys.executable).with_name("kubeledger")), "verify"]
-    env = operator.endpoints.operator_env()
-
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(verify, env={"PATH": "/usr/bin:/bin", **env},
-                              capture_output=True, text=True, timeout=60, check=False)
-
-    intact = run()
+    intact = run_verify(operator)
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert "intact" in intact.stdout
     name = unique("evidence")
@@ -110,7 +100,7 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
     (victim, _) = records_of(demo, uid)
     kubectl("delete", "auditrecord", victim["metadata"]["name"])
     try:
-        broken = run()
+        broken = run_verify(operator)
         assert broken.returncode == 1
         assert f"record {victim['spec']['chain']['sequence']} is missing" in broken.stdout
     finally:
@@ -118,4 +108,4 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
         restored["metadata"] = {"name": victim["metadata"]["name"],
                                 "labels": victim["metadata"]["labels"]}
         kubectl.apply(restored)
-    assert run().returncode == 0
+    assert run_verify(operator).returncode == 0

@@ -9,7 +9,7 @@ from elasticsearch import Elasticsearch
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import binding, deployment, unique
-from integration.operator import Operator, records_of, wait_for_action
+from integration.operator import Operator, records_of, run_verify, wait_for_action
 from stack.cluster import Endpoints, Stack
 
 INDICES = "kubeledger-*"
@@ -206,6 +206,10 @@ def test_delivered_records_leave_the_cluster_after_retention(
         eventually(pruned, timeout=60, what="the superseded record removed")
         eventually(lambda: {d["_id"] for d in _documents(elasticsearch, uid)} == {*earlier, latest},
                    what="every record in Elasticsearch")
+        # The chain in the cluster has holes now, which verify knows to expect.
+        verdict = run_verify(operator)
+        assert verdict.returncode == 0, verdict.stdout
+        assert "removed after delivery (retention)" in verdict.stdout
     finally:
         operator.stop()
         operator.start()
