@@ -48,7 +48,8 @@ class Attributor:
         audit = await self._audit_identity(subject, deleted) if live else None
         admission = self._admission_identity(subject, body, deleted) if live else None
         facts = body or {}
-        tool = resolve.tool_from_managed_fields(facts)
+        tool = ((admission.field_manager if admission else None)
+                or resolve.tool_from_managed_fields(facts))
         writer = _authenticated_username(audit, admission)
         gitops_source = gitops.controller_source(writer) if writer else None
         trigger, gitops_commit = (await self._gitops(gitops_source, facts)

@@ -7,22 +7,24 @@ import time
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import deployment, unique
-from integration.operator import Operator, actions_of, records_of, run_verify, wait_for_action
+from integration.operator import (
+    Operator,
+    actions_of,
+    apply_recorded,
+    records_of,
+    run_verify,
+    uid_of,
+    wait_for_action,
+)
 
 
 def _total(kubectl: Kubectl) -> int:
     return len(kubectl.json("get", "auditrecords")["items"])
 
 
-def _uid(demo: Kubectl, name: str) -> str:
-    uid: str = demo.json("-n", "demo", "get", "deployment", name)["metadata"]["uid"]
-    return uid
-
-
 def test_restart_without_changes_adds_nothing(kubectl: Kubectl, operator: Operator) -> None:
     name = unique("steady")
-    kubectl.apply(deployment(name))
-    wait_for_action(kubectl, _uid(kubectl, name), "created")
+    apply_recorded(kubectl, deployment(name))
     time.sleep(1)
     before = _total(kubectl)
     operator.stop()
@@ -35,17 +37,15 @@ def test_changes_while_down_are_caught_up_once(
     kubectl: Kubectl, demo: Kubectl, operator: Operator,
 ) -> None:
     changed, removed, born = unique("changed"), unique("removed"), unique("born")
-    for name in (changed, removed):
-        demo.apply(deployment(name, image="nginx:1.25"))
-    changed_uid, removed_uid = _uid(demo, changed), _uid(demo, removed)
-    for uid in (changed_uid, removed_uid):
-        wait_for_action(demo, uid, "created")
+    changed_uid, _ = apply_recorded(demo, deployment(changed, image="nginx:1.25"))
+    removed_uid, _ = apply_recorded(demo, deployment(removed, image="nginx:1.25"))
 
     operator.stop()
     demo("-n", "demo", "set", "image", f"deployment/{changed}", "app=nginx:1.27")
     demo("-n", "demo", "delete", "deployment", removed)
-    demo.apply(deployment(born))
-    born_uid = _uid(demo, born)
+    newborn = deployment(born)
+    demo.apply(newborn)
+    born_uid = uid_of(demo, newborn)
     operator.start()
 
     caught = wait_for_action(demo, changed_uid, "changed-while-unobserved")
@@ -72,8 +72,7 @@ def test_changes_while_down_are_caught_up_once(
 
 def test_records_read_well_in_kubectl(kubectl: Kubectl, demo: Kubectl) -> None:
     name = unique("table")
-    demo.apply(deployment(name))
-    wait_for_action(demo, _uid(demo, name), "created")
+    apply_recorded(demo, deployment(name))
     table = kubectl("get", "auditrecords", "-l", "kubeledger.io/subject-namespace=demo")
     header = table.splitlines()[0].split()
     assert header[:8] == ["NAME", "TIME", "ACTION", "KIND", "NAMESPACE", "NAME", "INITIATOR",
@@ -92,9 +91,7 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert "intact" in intact.stdout
     name = unique("evidence")
-    demo.apply(deployment(name))
-    uid = _uid(demo, name)
-    wait_for_action(demo, uid, "created")
+    uid, _ = apply_recorded(demo, deployment(name))
     demo("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
     wait_for_action(demo, uid, "image-changed")
     (victim, _) = records_of(demo, uid)

@@ -9,7 +9,13 @@ from elasticsearch import Elasticsearch
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import binding, deployment, unique
-from integration.operator import Operator, records_of, run_verify, wait_for_action
+from integration.operator import (
+    Operator,
+    apply_recorded,
+    records_of,
+    run_verify,
+    wait_for_action,
+)
 from stack.cluster import Endpoints, Stack
 
 INDICES = "kubeledger-*"
@@ -34,16 +40,9 @@ def _delivered(es: Elasticsearch, kubectl: Kubectl, uid: str, count: int,
     return eventually(done, timeout=timeout, what=f"{count} records of {uid} in Elasticsearch")
 
 
-def _uid(kubectl: Kubectl, name: str) -> str:
-    uid: str = kubectl.json("-n", "demo", "get", "deployment", name)["metadata"]["uid"]
-    return uid
-
-
 def test_records_become_ecs_documents(demo: Kubectl, elasticsearch: Elasticsearch) -> None:
     name = unique("ecs")
-    demo.apply(deployment(name, image="nginx:1.25"))
-    uid = _uid(demo, name)
-    wait_for_action(demo, uid, "created")
+    uid, _ = apply_recorded(demo, deployment(name, image="nginx:1.25"))
     demo("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
     wait_for_action(demo, uid, "image-changed")
     docs = _delivered(elasticsearch, demo, uid, 2)
@@ -87,9 +86,7 @@ def test_outage_of_elasticsearch_loses_and_doubles_nothing(
     demo: Kubectl, stack: Endpoints, elasticsearch: Elasticsearch,
 ) -> None:
     name = unique("outage")
-    demo.apply(deployment(name, replicas=0))
-    uid = _uid(demo, name)
-    wait_for_action(demo, uid, "created")
+    uid, _ = apply_recorded(demo, deployment(name, replicas=0))
     local = Stack(stack.directory)
     assert local.processes.stop("elasticsearch")
     try:
@@ -110,9 +107,7 @@ def test_operator_killed_mid_batch_loses_and_doubles_nothing(
     demo: Kubectl, operator: Operator, elasticsearch: Elasticsearch,
 ) -> None:
     name = unique("crash")
-    demo.apply(deployment(name, replicas=0))
-    uid = _uid(demo, name)
-    wait_for_action(demo, uid, "created")
+    uid, _ = apply_recorded(demo, deployment(name, replicas=0))
     operator.stop()
     operator.start(ELASTICSEARCH_BATCH_SIZE="3")
     try:
@@ -143,9 +138,7 @@ def test_wrong_credentials_say_so_keep_records_and_recover(
     operator.start(ELASTICSEARCH_PASSWORD="not-the-password")  # noqa: S106 (a wrong one)
     try:
         name = unique("locked")
-        demo.apply(deployment(name))
-        uid = _uid(demo, name)
-        wait_for_action(demo, uid, "created")
+        uid, _ = apply_recorded(demo, deployment(name))
 
         def complaint() -> str | None:
             text = operator.log.read_text()[log_start:]
@@ -166,9 +159,7 @@ def test_search_by_user_and_action(kubectl: Kubectl, operator: Operator,
                                    elasticsearch: Elasticsearch) -> None:
     alice, bob = kubectl.as_user("alice"), kubectl.as_user("bob")
     name = unique("whodunit")
-    alice.apply(deployment(name))
-    uid = _uid(kubectl, name)
-    wait_for_action(kubectl, uid, "created")
+    uid, _ = apply_recorded(alice, deployment(name))
     bob("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
     wait_for_action(kubectl, uid, "image-changed")
     _delivered(elasticsearch, kubectl, uid, 2)
@@ -190,8 +181,7 @@ def test_delivered_records_leave_the_cluster_after_retention(
     operator.start(KUBELEDGER_RETENTION_DAYS="0.00004")
     try:
         name = unique("aged")
-        kubectl.apply(deployment(name, replicas=0))
-        uid = _uid(kubectl, name)
+        uid, _ = apply_recorded(kubectl, deployment(name, replicas=0))
         wait_for_action(kubectl, uid, "rollout-completed")  # replicas 0 completes at once
         earlier = {r["metadata"]["name"] for r in records_of(kubectl, uid)}
         kubectl("-n", "demo", "scale", f"deployment/{name}", "--replicas=2")

@@ -32,6 +32,8 @@ def test_alice_creates_bob_updates_both_verified(kubectl: Kubectl, operator: Ope
     changed = wait_for_action(kubectl, uid, "image-changed")
     assert changed["spec"]["initiator"]["username"] == "bob"
     assert changed["spec"]["initiator"]["verified"] is True
+    # The field manager of bob's very request, not whoever wrote managedFields last.
+    assert changed["spec"]["initiator"]["tool"] == "kubectl-set"
     # The printer column shows who did it.
     assert "bob" in kubectl("get", "auditrecord", changed["metadata"]["name"])
 

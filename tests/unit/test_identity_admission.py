@@ -246,3 +246,16 @@ def test_admitted_objects_are_never_stored() -> None:
     assert leaked not in repr(vars(cache))
     # Everything reachable from the cache, serialised: no copy of the object anywhere.
     assert leaked.encode() not in pickle.dumps(cache)
+
+
+
+def test_the_declared_field_manager_names_the_tool() -> None:
+    cache = AdmissionCache()
+    request = {**update_by(io.ALICE), "options": {"kind": "PatchOptions",
+                                                   "fieldManager": "kubectl-set"}}
+    cache.remember(request)
+
+    found = cache.match(UID, watched())
+
+    assert found is not None
+    assert found.field_manager == "kubectl-set"

@@ -38,6 +38,9 @@ class AdmissionIdentity:
 
     user: User
     operation: str
+    # The field manager the write declared (``kubectl-set``, ``helm``, ...): the tool
+    # of exactly this write, where managedFields only tells who wrote last.
+    field_manager: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ def _admitted(request: Mapping[str, Any]) -> tuple[str, _Admitted] | None:
     uid = (obj.get("metadata") or {}).get("uid")
     if not uid:
         return None
-    identity = AdmissionIdentity(User.from_info(request.get("userInfo") or {}), operation)
+    identity = AdmissionIdentity(User.from_info(request.get("userInfo") or {}), operation,
+                                 (request.get("options") or {}).get("fieldManager") or None)
     return uid, _Admitted(identity, fingerprint=digest, replicas=replicas)
 
 
