@@ -2,11 +2,15 @@
 
 Rebuilt at start-up from the AuditRecords themselves (each carries the redacted snapshot
 of its object after the change), so the operator keeps no state of its own that could
-drift from the trail. Only the projection needed for diffs is held, never whole objects.
+drift from the trail. Only the projection needed for diffs is held, never whole objects,
+and as canonical JSON bytes: a fifth of the memory of the same data as Python dicts, and
+an unchanged object (status churn, the most common event) is recognised by comparing
+bytes, without decoding anything.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,10 +26,16 @@ class Baseline:
     """The object as last recorded (or last seen unchanged)."""
 
     subject: Subject
-    snapshot: dict[str, Any]
+    encoded: bytes  # canonical JSON of the redacted projection
     # When this entry was last confirmed, on the monotonic clock: lets the deletion
     # reconciler ignore objects it cannot have seen in a listing started earlier.
     seen_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The projection, decoded (only when a change is diffed or classified)."""
+        decoded: dict[str, Any] = json.loads(self.encoded)
+        return decoded
 
 
 class Baselines:
@@ -42,8 +52,11 @@ class Baselines:
     def get(self, uid: str) -> Baseline | None:
         return self._by_uid.get(uid)
 
-    def remember(self, subject: Subject, snapshot: dict[str, Any]) -> None:
-        self._by_uid[subject.uid] = Baseline(subject, snapshot)
+    def remember(self, subject: Subject, snapshot: Mapping[str, Any]) -> None:
+        self.remember_encoded(subject, encode(snapshot))
+
+    def remember_encoded(self, subject: Subject, encoded: bytes) -> None:
+        self._by_uid[subject.uid] = Baseline(subject, encoded)
         self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
 
     def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
@@ -83,6 +96,17 @@ class Baselines:
             if spec["action"] not in DELETING_ACTIONS and spec.get("snapshot") is not None:
                 baselines.remember(Subject.model_validate(spec["subject"]), spec["snapshot"])
         return baselines
+
+
+def encode(snapshot: Mapping[str, Any]) -> bytes:
+    """The stored form of a projection: compact JSON with sorted keys.
+
+    Deterministic, which is all an equality test needs, and done by the C encoder: this
+    runs on every watch event. (The hash chain's canonical form also normalises floats,
+    at several times the cost.)
+    """
+    return json.dumps(snapshot, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
 
 
 def _order(spec: Mapping[str, Any]) -> tuple[int, str]:

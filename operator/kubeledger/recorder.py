@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubeledger import classify, diff, projection
-from kubeledger.baselines import Baseline, Baselines
+from kubeledger.baselines import Baseline, Baselines, encode
 from kubeledger.kube import Resource
 from kubeledger.ledger import Ledger
 from kubeledger.model import (
@@ -79,10 +79,11 @@ class Recorder:
         if event_type == "DELETED":
             last_known = baseline.snapshot if baseline else new
             return await self._record_deletion(subject, last_known, Observation.LIVE, body)
-        old = baseline.snapshot if baseline else None
-        if old == new:
+        encoded = encode(new)
+        if baseline is not None and baseline.encoded == encoded:
             self._baselines.touch(subject.uid)
             return None
+        old = baseline.snapshot if baseline else None
         # Seen live only when the watch delivered the change itself; a listing shows
         # the result of changes made while nobody watched.
         live = event_type in LIVE_EVENTS and (baseline is not None or event_type == "ADDED")
@@ -90,7 +91,7 @@ class Recorder:
         if verdict is None:
             # A change no record describes (a rollout going back to progressing): the
             # next change is diffed from here.
-            self._baselines.remember(subject, new)
+            self._baselines.remember_encoded(subject, encoded)
             return None
         action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
         if not live and old is not None:
@@ -107,7 +108,7 @@ class Recorder:
             snapshot=new,
         )
         written = await self._ledger.append(record_name(subject), spec)
-        self._baselines.remember(subject, new)
+        self._baselines.remember_encoded(subject, encoded)
         return written
 
     async def record_unobserved_deletion(self, baseline: Baseline) -> RecordSpec | None:
