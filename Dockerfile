@@ -5,13 +5,15 @@
 #   docker build -t kubeledger:0.1.0 .
 
 # One base for both stages, so the wheel's dependencies are resolved for the same Python.
-ARG PYTHON_IMAGE=python:3.11-slim-trixie
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 # Only what the wheel is built from (see also .dockerignore).
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
+# The wheel carries the CRD the operator installs at start-up.
+COPY crds/ crds/
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
