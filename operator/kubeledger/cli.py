@@ -18,6 +18,7 @@ from kubeledger.kube import KubeApi, load_client
 from kubeledger.runtime import RECORDS
 
 EXIT_BROKEN_CHAIN = 1
+EXIT_CANNOT_START = 1
 EXIT_USAGE = 2
 
 
@@ -59,8 +60,13 @@ def _run(liveness: str | None, verbose: bool) -> int:
     logging.getLogger("kubeledger").setLevel(logging.DEBUG if verbose else logging.INFO)
     registry = kopf.OperatorRegistry()
     watching.register(registry, settings)
-    asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                              liveness_endpoint=liveness, memo=kopf.Memo()))
+    try:
+        asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
+                                  liveness_endpoint=liveness, memo=kopf.Memo()))
+    except Exception as error:  # kopf's start-up failure wraps the cause we raised
+        cause = error.__cause__ or error
+        print(f"kubeledger: cannot start: {cause}", file=sys.stderr)
+        return EXIT_CANNOT_START
     return 0
 
 

@@ -31,6 +31,10 @@ class CrdMissingError(RuntimeError):
     """The CRD is absent and the operator may not install it."""
 
 
+class AccessDeniedError(RuntimeError):
+    """The operator may not read its own records: RBAC must be fixed before it can start."""
+
+
 def manifest() -> dict[str, Any]:
     """The CRD manifest, annotated with its own digest."""
     text = _manifest_text()

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FIRST_BACKOFF_SECONDS = 0.5
+RETRIED_REFUSALS = frozenset({401, 403, 404})
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -69,11 +70,13 @@ def head_of(specs: Iterable[Mapping[str, Any]]) -> chain.Head:
     return best
 
 
-async def retrying(call: Callable[[], Awaitable[T]], *, what: str) -> T:
+async def retrying(call: Callable[[], Awaitable[T]], *, what: str,
+                   give_up_on: frozenset[int] = frozenset()) -> T:
     """Awaits ``call`` until it succeeds, backing off on failures that may pass.
 
     Also retries refusals that an administrator can fix while we wait (403 after an RBAC
-    change, 404 while the CRD is being installed): losing the record is never better.
+    change, 404 while the CRD is being installed): losing a record is never better. At
+    start-up nothing is at stake yet, and ``give_up_on`` lets a refusal surface at once.
     """
     delay = FIRST_BACKOFF_SECONDS
     while True:
@@ -82,7 +85,7 @@ async def retrying(call: Callable[[], Awaitable[T]], *, what: str) -> T:
         except (ApiUnavailableError, HTTPError, OSError) as error:
             problem = str(error)
         except ApiException as error:
-            if error.status not in (401, 403, 404):
+            if error.status not in RETRIED_REFUSALS or error.status in give_up_on:
                 raise
             problem = f"{error.status} {error.reason}: {error.body}"
         logger.warning("%s failed (%s); retrying in %.1fs", what, problem, delay)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from kubernetes.client.exceptions import ApiException
+
 from kubeledger import catchup, config, crd, kinds, model, receivers, retention
 from kubeledger.attribution import Attributor
 from kubeledger.baselines import Baselines
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 RECORDS = Resource(model.GROUP, model.VERSION, model.PLURAL, model.KIND, namespaced=False)
 PRUNE_EVERY_SECONDS = 600.0
+REFUSALS = frozenset({401, 403})
 T = TypeVar("T")
 
 
@@ -59,7 +62,7 @@ class Runtime:
     async def start(cls, settings: Settings) -> Runtime:
         api = KubeApi(load_client())
         await crd.ensure(api)
-        records = await retrying(lambda: api.list_all(RECORDS), what="loading records")
+        records = await _load_records(api)
         specs = [record["spec"] for record in records or []]
         baselines = Baselines.from_records(specs)
         head = head_of(specs)
@@ -158,6 +161,19 @@ class Runtime:
                     self.api, self.recorder, self.baselines, self.audited)
             except Exception:
                 logger.exception("periodic deletion check failed; trying again next time")
+
+
+async def _load_records(api: KubeApi) -> list[dict[str, Any]]:
+    """Every existing record; a refusal stops the start-up with what to fix."""
+    try:
+        records = await retrying(lambda: api.list_all(RECORDS), what="loading records",
+                                 give_up_on=REFUSALS)
+    except ApiException as error:
+        raise crd.AccessDeniedError(
+            f"the operator may not list AuditRecords ({error.status} {error.reason}): "
+            "bind its service account to the chart's ClusterRole (rbac.create=true)"
+        ) from None
+    return records or []
 
 
 def _required(value: T | None, setting: str) -> T:

@@ -26,7 +26,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.posting.enabled = False
         try:
             memo.runtime = await Runtime.start(operator_settings)
-        except (crd.CrdMissingError, config.ConfigError) as error:
+        except (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError) as error:
             raise kopf.PermanentError(str(error)) from error
 
     @kopf.on.login(registry=registry)

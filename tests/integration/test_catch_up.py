@@ -3,7 +3,11 @@ recorded once, after the fact, with the diff; a plain restart records nothing.""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import deployment, unique
@@ -106,3 +110,19 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
                                 "labels": victim["metadata"]["labels"]}
         kubectl.apply(restored)
     assert run_verify(operator).returncode == 0
+
+
+def test_operator_without_rights_stops_with_what_to_fix(operator: Operator) -> None:
+    """alice may not list AuditRecords: the operator must say so and stop, not spin."""
+    config = json.loads(operator.endpoints.kubeconfig.read_text())
+    config["current-context"] = "alice"
+    as_alice = operator.endpoints.directory / "kubeconfig-alice-operator"
+    as_alice.write_text(json.dumps(config))
+    env = {"PATH": "/usr/bin:/bin", **operator.endpoints.operator_env(),
+           "KUBECONFIG": str(as_alice), "KUBELEDGER_WEBHOOK_PORT": "", "KUBELEDGER_AUDIT_PORT": ""}
+    refused = subprocess.run([str(Path(sys.executable).with_name("kubeledger")), "run"],
+                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "kubeledger: cannot start: the operator may not list AuditRecords (403 Forbidden): "
+        "bind its service account to the chart's ClusterRole (rbac.create=true)")
