@@ -83,10 +83,11 @@ def test_critical_rbac_is_searchable_by_severity(kubectl: Kubectl, operator: Ope
 
 
 def test_outage_of_elasticsearch_loses_and_doubles_nothing(
-    demo: Kubectl, stack: Endpoints, elasticsearch: Elasticsearch,
+    demo: Kubectl, stack: Endpoints, operator: Operator, elasticsearch: Elasticsearch,
 ) -> None:
     name = unique("outage")
     uid, _ = apply_recorded(demo, deployment(name, replicas=0))
+    log_start = operator.log.stat().st_size
     local = Stack(stack.directory)
     assert local.processes.stop("elasticsearch")
     try:
@@ -101,6 +102,11 @@ def test_outage_of_elasticsearch_loses_and_doubles_nothing(
     scaled = [d for d in docs if d["_source"]["event"]["action"] == "scaled"]
     assert len(scaled) == 50
     assert len({d["_id"] for d in docs}) == len(docs)
+    # One clear line when the outage starts, one when delivery resumes; no flood.
+    log = operator.log.read_text()[log_start:]
+    assert log.count(f"cannot deliver to elasticsearch: cannot reach Elasticsearch at "
+                     f"{stack.elasticsearch_url}") == 1
+    assert log.count("delivery to elasticsearch resumed after") == 1
 
 
 def test_operator_killed_mid_batch_loses_and_doubles_nothing(
