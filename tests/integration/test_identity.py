@@ -86,32 +86,31 @@ def test_commit_from_image_tag(kubectl: Kubectl, operator: Operator) -> None:
     assert record["spec"]["commit"] == {"sha": "3f2a9c1", "source": "image-tag"}
 
 
-def _argocd_controller(kubectl: Kubectl) -> Kubectl:
-    """kubectl as Argo CD's application controller, with its own service-account token."""
-    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}})
+def _controller(kubectl: Kubectl, namespace: str, name: str) -> Kubectl:
+    """kubectl as a GitOps controller's service account (its own token), editor of demo."""
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     kubectl.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                   "metadata": {"name": "argocd-application-controller",
-                                "namespace": "argocd"}})
+                   "metadata": {"name": name, "namespace": namespace}})
     kubectl.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                   "metadata": {"name": "argocd-edit", "namespace": "demo"},
+                   "metadata": {"name": f"{name}-edit", "namespace": "demo"},
                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                "name": "edit"},
-                   "subjects": [{"kind": "ServiceAccount", "name": "argocd-application-controller",
-                                 "namespace": "argocd"}]})
+                   "subjects": [{"kind": "ServiceAccount", "name": name,
+                                 "namespace": namespace}]})
 
     def token() -> str | None:
-        secrets = kubectl.json("-n", "argocd", "get", "secrets")["items"]
-        for secret in secrets:
-            if secret["metadata"]["name"].startswith("argocd-application-controller-token"):
+        # Kubernetes 1.20's token controller puts each account's token in a Secret.
+        for secret in kubectl.json("-n", namespace, "get", "secrets")["items"]:
+            if secret["metadata"]["name"].startswith(f"{name}-token"):
                 return base64.b64decode(secret["data"]["token"]).decode()
         return None
 
-    return kubectl.with_token(eventually(token, what="the controller's token"), "argocd")
+    return kubectl.with_token(eventually(token, what=f"the token of {name}"), name)
 
 
 def test_argocd_sync_names_trigger_and_commit(kubectl: Kubectl, operator: Operator) -> None:
     kubectl.install_crd(open_crd("argoproj.io", "Application", "applications"))
-    controller = _argocd_controller(kubectl)
+    controller = _controller(kubectl, "argocd", "argocd-application-controller")
     kubectl.apply({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
         "metadata": {"name": "shop", "namespace": "argocd"},
@@ -132,6 +131,29 @@ def test_argocd_sync_names_trigger_and_commit(kubectl: Kubectl, operator: Operat
     assert initiator["tool"] == ARGOCD_CONTROLLER
     assert commit == {"sha": SHA, "repository": "https://git.example.com/shop.git",
                       "source": "argocd"}
+
+
+def test_flux_apply_names_the_controller_and_the_applied_commit(
+    kubectl: Kubectl, operator: Operator,
+) -> None:
+    kubectl.install_crd(open_crd("kustomize.toolkit.fluxcd.io", "Kustomization",
+                                 "kustomizations", version="v1"))
+    controller = _controller(kubectl, "flux-system", "kustomize-controller")
+    kubectl.apply({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "shop", "namespace": "flux-system"},
+        "status": {"lastAppliedRevision": f"main@sha1:{SHA}"},
+    })
+    manifest = deployment(unique("fluxed"))
+    manifest["metadata"]["labels"] = {"kustomize.toolkit.fluxcd.io/name": "shop",
+                                      "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
+    _, record = apply_recorded(controller, manifest)
+    initiator, commit = record["spec"]["initiator"], record["spec"]["commit"]
+    # Flux does not say who triggered a reconciliation: the controller stays the verified
+    # initiator, and the Kustomization gives the commit.
+    assert initiator["username"] == "system:serviceaccount:flux-system:kustomize-controller"
+    assert initiator["verified"] is True
+    assert commit == {"sha": SHA, "source": "flux"}
 
 
 def test_writes_succeed_and_are_recorded_with_identity_sources_down(
