@@ -13,6 +13,7 @@ from typing import Any
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import deployment, open_crd, unique
 from integration.operator import (
+    Operator,
     actions_of,
     apply_recorded,
     records_of,
@@ -174,3 +175,21 @@ def test_argo_rollouts_are_watched_once_their_crd_exists(kubectl: Kubectl,
             '[{"op": "replace", "path": "/spec/template/spec/containers/0/image",'
             ' "value": "nginx:1.27"}]')
     wait_for_action(kubectl, uid, "image-changed")
+
+
+def test_statefulsets_are_a_configuration_switch_away(kubectl: Kubectl,
+                                                      operator: Operator) -> None:
+    operator.stop()
+    operator.start(KUBELEDGER_WATCH_EXTRA_KINDS="statefulsets")
+    try:
+        stateful = deployment(unique("db"), image="postgres:16")
+        stateful.update(kind="StatefulSet")
+        stateful["spec"]["serviceName"] = stateful["metadata"]["name"]
+        uid, created = apply_recorded(kubectl, stateful)
+        assert created["spec"]["subject"]["kind"] == "StatefulSet"
+        kubectl("-n", "demo", "set", "image", f"statefulset/{stateful['metadata']['name']}",
+                "app=postgres:17")
+        wait_for_action(kubectl, uid, "image-changed")
+    finally:
+        operator.stop()
+        operator.start()
