@@ -29,11 +29,10 @@ async def record_unobserved_deletions(
     recorded = 0
     for resource in resources:
         listing_started = time.monotonic()
-        items = await retrying(functools.partial(api.list_all, resource),
-                               what=f"listing {resource.plural}")
-        if items is None:
+        present = await retrying(functools.partial(api.list_uids, resource),
+                                 what=f"listing {resource.plural}")
+        if present is None:
             continue  # the resource does not exist here (an absent CRD): nothing to compare
-        present = {item["metadata"]["uid"] for item in items}
         # An object first seen after the listing started may simply be missing from it.
         vanished = [
             baseline for baseline in baselines.of_kind(resource.api_version, resource.kind)

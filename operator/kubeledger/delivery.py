@@ -106,7 +106,8 @@ class Shipper:
             try:
                 await self._sink.deliver(batch)
             except Exception as error:  # every failure is retried; none may stop shipping
-                await self._sleep(outage.failed(error))
+                # Not woken early by new records: the backoff is what spares the sink.
+                await asyncio.sleep(outage.failed(error))
                 continue
             outage.ended()
             for _ in batch:  # the batch is exactly position+1, position+2, ...

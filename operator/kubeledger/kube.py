@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from kubeledger import model
 
 PAGE_SIZE = 500
+T = TypeVar("T")
 CRD_GROUP, CRD_VERSION, CRD_PLURAL = "apiextensions.k8s.io", "v1", "customresourcedefinitions"
 # Set on the CRD we install: the digest of our manifest, so an unchanged CRD is not rewritten.
 CRD_DIGEST_ANNOTATION = "kubeledger.io/manifest-sha256"
@@ -141,7 +142,20 @@ class KubeApi:
 
         None when the resource does not exist in this cluster (an absent CRD).
         """
-        items: list[dict[str, Any]] = []
+        return await self._collect(resource, lambda item: item)
+
+    async def list_uids(self, resource: Resource) -> set[str] | None:
+        """The uids of every object of ``resource``; None when the resource does not exist.
+
+        Only one page of objects is held at a time: listing every Deployment of a large
+        cluster must not hold every Deployment.
+        """
+        uids = await self._collect(resource, lambda item: str(item["metadata"]["uid"]))
+        return None if uids is None else set(uids)
+
+    async def _collect(self, resource: Resource,
+                       keep: Callable[[dict[str, Any]], T]) -> list[T] | None:
+        items: list[T] = []
         token: str | None = None
         while True:
             paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
@@ -152,7 +166,7 @@ class KubeApi:
                 if error.status == 404:
                     return None
                 raise
-            items.extend(page.get("items", []))
+            items.extend(keep(item) for item in page.get("items", []))
             token = page.get("metadata", {}).get("continue")
             if not token:
                 return items

@@ -75,10 +75,11 @@ class Recorder:
         """Handles one watch event; returns the record written, if any."""
         subject = subject_of(resource, body)
         baseline = self._baselines.get(subject.uid)
-        new = self._redactor.redact(projection.project(body))
         if event_type == "DELETED":
-            last_known = baseline.snapshot if baseline else new
+            last_known = (baseline.snapshot if baseline
+                          else self._redactor.redact(projection.project(body)))
             return await self._record_deletion(subject, last_known, Observation.LIVE, body)
+        new = self._redactor.redact(projection.project(body))
         encoded = encode(new)
         if baseline is not None and baseline.encoded == encoded:
             self._baselines.touch(subject.uid)
