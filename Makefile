@@ -6,6 +6,12 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STACK   := PYTHONPATH=tests $(PY) -m stack
 DEV_DIR := .dev
+# Where `make dev-up` runs the operator: `cluster` (its image through its chart, as users
+# run it) or `host` (a process on this machine: the fast loop while developing).
+DEV_OPERATOR ?= cluster
+# `make e2e-kind`: the kind release pytest-kind downloads, and the Kubernetes it runs.
+KIND_VERSION ?= v0.30.0
+KIND_NODE_IMAGE ?= kindest/node:v1.34.0
 
 .PHONY: help
 help: ## List the targets
@@ -34,8 +40,16 @@ unit: venv ## Unit tests only (seconds, no servers)
 	$(VENV)/bin/pytest tests/unit
 
 .PHONY: integration
-integration: stack-install ## Integration tests against a fresh real stack
-	$(VENV)/bin/pytest tests/integration
+integration: stack-install ## Integration and end-to-end tests against a fresh real stack
+	$(VENV)/bin/pytest tests/e2e tests/integration
+
+.PHONY: e2e-kind
+e2e-kind: ## End to end on a kind cluster (needs a Docker engine; not part of `make test`)
+	@docker info >/dev/null 2>&1 || { echo "make e2e-kind: no Docker engine answers here (kind runs its nodes as Docker containers); make test runs the end-to-end tests on the project's own cluster instead" >&2; exit 1; }
+	$(MAKE) venv
+	$(VENV)/bin/pip install -q -e '.[dev,kind]'
+	KIND_VERSION=$(KIND_VERSION) KUBELEDGER_E2E_KIND=1 $(VENV)/bin/pytest tests/kind \
+		--kind-image=$(KIND_NODE_IMAGE)
 
 .PHONY: test
 test: stack-install lint ## Everything CI runs: install, lint, unit and integration tests
@@ -46,11 +60,11 @@ bench: venv ## Print throughput and memory figures of the hot paths
 	$(PY) -m kubeledger.bench
 
 .PHONY: dev-up
-dev-up: stack-install ## Start the local stack and the operator in .dev/ (idempotent)
-	$(STACK) up $(DEV_DIR) --operator
+dev-up: stack-install ## Start the cluster, Elasticsearch and the operator in .dev/ (DEV_OPERATOR=cluster|host)
+	$(STACK) up $(DEV_DIR) --operator $(DEV_OPERATOR)
 
 .PHONY: dev-down
-dev-down: ## Stop every process dev-up started (data in .dev/ is kept)
+dev-down: ## Stop everything dev-up started: processes, containers, network, mounts (data in .dev/ is kept)
 	@if [ -x $(PY) ]; then $(STACK) down $(DEV_DIR); fi
 
 .PHONY: dev-status

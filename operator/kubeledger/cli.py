@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
                                           "or the pod's service account)")
     run.add_argument("--liveness", metavar="URL",
                      help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--readiness", metavar="URL",
+                     help="serve readiness, e.g. http://0.0.0.0:8081/readyz: 200 once every "
+                          "watch has listed its kind, so changes are recorded live")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     verify = commands.add_parser(
         "verify", help="check the hash chain of the AuditRecords in the cluster")
@@ -42,10 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "verify":
         return asyncio.run(_verify(args.namespace))
-    return _run(args.liveness, args.verbose)
+    return _run(args.liveness, args.readiness, args.verbose)
 
 
-def _run(liveness: str | None, verbose: bool) -> int:
+def _run(liveness: str | None, readiness: str | None, verbose: bool) -> int:
     # kopf is imported here only: `verify` and `version` must not pay for it.
     import kopf  # noqa: PLC0415
 
@@ -59,7 +62,7 @@ def _run(liveness: str | None, verbose: bool) -> int:
     kopf.configure(verbose=verbose)
     logging.getLogger("kubeledger").setLevel(logging.DEBUG if verbose else logging.INFO)
     registry = kopf.OperatorRegistry()
-    watching.register(registry, settings)
+    watching.register(registry, settings, readiness_url=readiness)
     try:
         asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
                                   liveness_endpoint=liveness, memo=kopf.Memo()))

@@ -1,17 +1,19 @@
-"""The HTTPS endpoints the apiserver calls: the admission webhook and the audit backend.
+"""The endpoints others call: the admission webhook, the audit backend, the readiness probe.
 
 ``POST /validate`` receives validating AdmissionReviews for audited writes. It only
 remembers who asked (``identity.admission``) and always allows: the webhook is
 registered with ``failurePolicy: Ignore`` and must never block a workload or RBAC write,
 even when this code fails. ``POST /audit`` receives the apiserver's audit EventLists
 (webhook backend) over mutual TLS: only a client holding a certificate from the
-configured CA may tell us who did what.
+configured CA may tell us who did what. ``GET <path>`` of the readiness URL answers 200
+once the operator records changes live, 503 before (plain HTTP: the kubelet probes it).
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,26 @@ def audit_app(log: AuditLog) -> web.Application:
     return app
 
 
+def readiness_app(path: str, is_ready: Callable[[], bool]) -> web.Application:
+    async def probe(_: web.Request) -> web.Response:
+        ready = is_ready()
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+    app = web.Application()
+    app.router.add_get(path, probe)
+    return app
+
+
+async def serve_readiness(url: str,
+                          is_ready: Callable[[], bool]) -> Callable[[], Awaitable[None]]:
+    """Serves the readiness probe at ``url`` (``http://HOST:PORT/PATH``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        raise ValueError(f"readiness URL {url!r}: expected http://HOST:PORT/PATH")
+    return await serve(readiness_app(parts.path or "/", is_ready), parts.hostname, parts.port,
+                       tls=None)
+
+
 def server_tls(cert_dir: Path, *, client_ca: Path | None = None) -> ssl.SSLContext:
     """TLS with the certificate in ``cert_dir``; with ``client_ca``, clients must present one."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -72,7 +94,7 @@ def server_tls(cert_dir: Path, *, client_ca: Path | None = None) -> ssl.SSLConte
 
 
 async def serve(app: web.Application, host: str, port: int,
-                tls: ssl.SSLContext) -> Callable[[], Awaitable[None]]:
+                tls: ssl.SSLContext | None) -> Callable[[], Awaitable[None]]:
     """Starts serving ``app``; returns the coroutine function that stops it."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

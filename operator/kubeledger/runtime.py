@@ -53,13 +53,15 @@ class Runtime:
     sinks: list[Sink] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Set by the first watch event: from then on, changes are recorded live.
+    ready: bool = False
 
     @property
     def audited(self) -> list[Resource]:
         return kinds.audited(self.settings.watch_extra_kinds)
 
     @classmethod
-    async def start(cls, settings: Settings) -> Runtime:
+    async def start(cls, settings: Settings, *, readiness_url: str | None = None) -> Runtime:
         api = KubeApi(load_client())
         await crd.ensure(api)
         records = await _load_records(api)
@@ -83,6 +85,9 @@ class Runtime:
             max_changes=settings.max_changes_per_record,
         )
         runtime = cls(settings, api, baselines, revisions, recorder)
+        if readiness_url:
+            runtime.closers.append(await receivers.serve_readiness(
+                readiness_url, lambda: runtime.ready))
         await runtime._start_receivers(admission, audit)
         runtime._start_shipping(ledger)
         await catchup.record_unobserved_deletions(api, recorder, baselines, runtime.audited)
@@ -125,6 +130,12 @@ class Runtime:
                 receivers.server_tls(cert_dir, client_ca=client_ca)))
             logger.info("audit receiver listening on %s:%d", settings.audit_host,
                         settings.audit_port)
+
+    def watches_listed(self) -> None:
+        """Called on every watch event; the first one makes the operator ready."""
+        if not self.ready:
+            self.ready = True
+            logger.info("every watch has listed its kind: recording changes live")
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self.background.append(asyncio.create_task(work))

@@ -3,6 +3,11 @@
 Handlers are thin: they hand the raw event to the recorder and return. Only
 ``@kopf.on.event`` is used, so kopf writes nothing onto watched objects (no annotations,
 no finalizers): an audit tool must not cause GitOps drift in what it audits.
+
+Readiness: every watched kind also has an index handler that keeps nothing. kopf holds
+back all other handlers until every indexed kind has been listed once, so the first
+event any handler sees means every watch is established. A cluster always has
+ClusterRoles, so that first event comes.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from kubeledger.kube import Resource
 from kubeledger.runtime import Runtime
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+def register(registry: kopf.OperatorRegistry, settings: Settings,
+             readiness_url: str | None = None) -> None:
     """Registers every handler the given settings call for."""
 
     @kopf.on.startup(registry=registry)
@@ -25,7 +31,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         # kopf would post its log lines as Events about the watched objects: noise.
         settings.posting.enabled = False
         try:
-            memo.runtime = await Runtime.start(operator_settings)
+            memo.runtime = await Runtime.start(operator_settings, readiness_url=readiness_url)
         except (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError) as error:
             raise kopf.PermanentError(str(error)) from error
 
@@ -42,18 +48,29 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await memo.runtime.stop()
 
     operator_settings = settings
-    for resource in kinds.audited(settings.watch_extra_kinds):
+    audited = kinds.audited(settings.watch_extra_kinds)
+    for resource in audited:
         kopf.on.event(resource.group, resource.version, resource.plural,
                       registry=registry)(_auditing(resource))
 
     @kopf.on.event(kinds.REPLICA_SETS.group, kinds.REPLICA_SETS.version,
                    kinds.REPLICA_SETS.plural, registry=registry)
     async def replica_set(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.runtime.watches_listed()
         memo.runtime.revisions.observe(event["type"], event["object"])
+
+    for resource in [*audited, kinds.REPLICA_SETS]:
+        kopf.index(resource.group, resource.version, resource.plural, registry=registry,
+                   id=f"listed_{resource.plural}")(_keep_nothing)
+
+
+def _keep_nothing(**_: Any) -> None:
+    """An index that stores nothing: it only makes kopf wait for the first listing."""
 
 
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.runtime.watches_listed()
         await memo.runtime.recorder.observe(resource, event["type"], event["object"])
 
     audit.__name__ = f"audit_{resource.plural}"

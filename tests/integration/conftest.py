@@ -1,58 +1,17 @@
-"""Fixtures that run the real local stack for a test session and stop it afterwards.
+"""Fixtures of the integration tests: the real operator run as a host process.
 
-The stack lives in a fresh directory under /tmp (the Elasticsearch service user must be
-able to enter it) with its own free ports, so a test run never touches ``make dev-up``'s
-stack. Every process is stopped by PID in the finalizer, whether the tests pass or fail.
+The stack itself (``stack``, ``kubectl``, ``elasticsearch``) comes from tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from elasticsearch import Elasticsearch
 
 from integration.kubectl import Kubectl
 from integration.operator import Operator
-from stack.cluster import Endpoints, Stack
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "integration" in item.path.parts:
-            item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Endpoints]:
-    directory = Path(tempfile.mkdtemp(prefix="kubeledger-stack-", dir="/tmp"))
-    directory.chmod(0o755)
-    local = Stack(directory)
-    try:
-        yield local.up()
-    finally:
-        local.down()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def kubectl(stack: Endpoints) -> Kubectl:
-    """kubectl as admin; ``kubectl.as_user("alice")`` acts as alice."""
-    return Kubectl(stack)
-
-
-@pytest.fixture(scope="session")
-def elasticsearch(stack: Endpoints) -> Iterator[Elasticsearch]:
-    es = Elasticsearch(
-        stack.elasticsearch_url,
-        basic_auth=(stack.elasticsearch_username, stack.elasticsearch_password),
-        request_timeout=30,
-    )
-    yield es
-    es.close()
+from stack.cluster import Endpoints
 
 
 @pytest.fixture(scope="session")

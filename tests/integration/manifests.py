@@ -1,16 +1,24 @@
-"""Small builders for the objects the integration tests create."""
+"""Small builders for the objects the integration tests create.
+
+Deployments run the stack's own test images (``stack.images``): the node pulls nothing
+from outside, so their pods really start and their rollouts really complete.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+from stack import images
+
+TEST_IMAGE, TEST_IMAGE_2 = images.TEST_IMAGES
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def deployment(name: str, *, image: str = "nginx:1.25", replicas: int = 1,
+def deployment(name: str, *, image: str = TEST_IMAGE, replicas: int = 1,
                env: dict[str, str] | None = None,
                progress_deadline_seconds: int | None = None) -> dict[str, Any]:
     labels = {"app": name}

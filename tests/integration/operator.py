@@ -26,27 +26,32 @@ class Operator:
     endpoints: Endpoints
     processes: ProcessTable
     health_port: int
+    ready_port: int
 
     @classmethod
     def for_stack(cls, endpoints: Endpoints) -> Operator:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        with socket.socket() as health, socket.socket() as ready:
+            health.bind(("127.0.0.1", 0))
+            ready.bind(("127.0.0.1", 0))
+            ports = health.getsockname()[1], ready.getsockname()[1]
         return cls(endpoints, ProcessTable(endpoints.directory / "run",
-                                           endpoints.directory / "logs"), port)
+                                           endpoints.directory / "logs"), *ports)
 
     @property
     def log(self) -> Path:
         return self.processes.log_file(NAME)
 
     def start(self, **extra_env: str) -> None:
+        """Starts the operator and returns once it records changes live (readiness)."""
         if self.processes.running(NAME):
             return
         executable = Path(sys.executable).with_name("kubeledger")
         health = f"http://127.0.0.1:{self.health_port}/healthz"
-        self.processes.start(NAME, [str(executable), "run", "--liveness", health],
+        ready = f"http://127.0.0.1:{self.ready_port}/readyz"
+        self.processes.start(NAME, [str(executable), "run", "--liveness", health,
+                                    "--readiness", ready],
                              env={**self.endpoints.operator_env(), **extra_env})
-        wait_until(lambda: http_ok(health), "the operator", self.processes, NAME)
+        wait_until(lambda: http_ok(ready), "the operator", self.processes, NAME)
 
     def stop(self) -> None:
         self.processes.stop(NAME)
@@ -99,7 +104,12 @@ def apply_recorded(kubectl: Kubectl, manifest: dict[str, Any]) -> tuple[str, dic
 
 def run_verify(operator: Operator) -> subprocess.CompletedProcess[str]:
     """``kubeledger verify`` against the operator's cluster, as an administrator runs it."""
+    return verify_chain(operator.endpoints)
+
+
+def verify_chain(endpoints: Endpoints) -> subprocess.CompletedProcess[str]:
+    """``kubeledger verify`` run on this machine against the stack's cluster."""
     return subprocess.run(
         [str(Path(sys.executable).with_name("kubeledger")), "verify"],
-        env={"PATH": "/usr/bin:/bin", **operator.endpoints.operator_env()},
+        env={"PATH": "/usr/bin:/bin", **endpoints.operator_env()},
         capture_output=True, text=True, timeout=60, check=False)

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from integration.kubectl import Kubectl, eventually
-from integration.manifests import deployment, open_crd, unique
+from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, deployment, open_crd, unique
 from integration.operator import (
     Operator,
     actions_of,
@@ -35,7 +35,7 @@ def _changes(record: dict[str, object]) -> dict[str, tuple[object, object]]:
 
 def test_creation_is_recorded_live_with_labels_and_diff(demo: Kubectl) -> None:
     name = unique("create")
-    uid = _create(demo, deployment(name, image="nginx:1.25"))
+    uid = _create(demo, deployment(name, image=TEST_IMAGE))
     (record,) = records_of(demo, uid)
     spec, labels = record["spec"], record["metadata"]["labels"]
     assert spec["action"] == "created"
@@ -49,7 +49,7 @@ def test_creation_is_recorded_live_with_labels_and_diff(demo: Kubectl) -> None:
         "kubeledger.io/action": "created"}
     # A creation lists what was set; a new list (the containers) comes whole.
     _, containers = _changes(record)["spec.template.spec.containers"]
-    assert containers == [{"name": "app", "image": "nginx:1.25",
+    assert containers == [{"name": "app", "image": TEST_IMAGE,
                            "imagePullPolicy": "IfNotPresent",
                            "resources": {}, "terminationMessagePath": "/dev/termination-log",
                            "terminationMessagePolicy": "File"}]
@@ -59,13 +59,13 @@ def test_creation_is_recorded_live_with_labels_and_diff(demo: Kubectl) -> None:
 
 def test_image_change_scale_restart_undo_pause_resume(demo: Kubectl) -> None:
     name = unique("lifecycle")
-    uid = _create(demo, deployment(name, image="nginx:1.25"))
+    uid = _create(demo, deployment(name, image=TEST_IMAGE))
     ns = ("-n", "demo")
 
-    demo(*ns, "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    demo(*ns, "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     changed = wait_for_action(demo, uid, "image-changed")
     assert _changes(changed)["spec.template.spec.containers[name=app].image"] == (
-        "nginx:1.25", "nginx:1.26")
+        TEST_IMAGE, TEST_IMAGE_2)
     # Wait for the controller's new ReplicaSet, so that `undo` has a revision to go back to.
     eventually(lambda: len(demo.json(*ns, "get", "replicasets", "-l", f"app={name}")["items"])
                >= 2, what="the second ReplicaSet")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from integration.kubectl import Kubectl, eventually
-from integration.manifests import deployment, unique
+from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, deployment, unique
 from integration.operator import (
     Operator,
     actions_of,
@@ -41,11 +41,11 @@ def test_changes_while_down_are_caught_up_once(
     kubectl: Kubectl, demo: Kubectl, operator: Operator,
 ) -> None:
     changed, removed, born = unique("changed"), unique("removed"), unique("born")
-    changed_uid, _ = apply_recorded(demo, deployment(changed, image="nginx:1.25"))
-    removed_uid, _ = apply_recorded(demo, deployment(removed, image="nginx:1.25"))
+    changed_uid, _ = apply_recorded(demo, deployment(changed, image=TEST_IMAGE))
+    removed_uid, _ = apply_recorded(demo, deployment(removed, image=TEST_IMAGE))
 
     operator.stop()
-    demo("-n", "demo", "set", "image", f"deployment/{changed}", "app=nginx:1.27")
+    demo("-n", "demo", "set", "image", f"deployment/{changed}", f"app={TEST_IMAGE_2}")
     demo("-n", "demo", "delete", "deployment", removed)
     newborn = deployment(born)
     demo.apply(newborn)
@@ -56,7 +56,7 @@ def test_changes_while_down_are_caught_up_once(
     assert caught["spec"]["observation"] == "after-the-fact"
     image = "spec.template.spec.containers[name=app].image"
     assert {c["path"]: (c.get("old"), c.get("new")) for c in caught["spec"]["changes"]}[
-        image] == ("nginx:1.25", "nginx:1.27")
+        image] == (TEST_IMAGE, TEST_IMAGE_2)
     assert any("image-changed" in reason for reason in caught["spec"]["reasons"])
     gone = wait_for_action(demo, removed_uid, "deleted-while-unobserved")
     assert gone["spec"]["observation"] == "after-the-fact"
@@ -96,7 +96,7 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
     assert "intact" in intact.stdout
     name = unique("evidence")
     uid, _ = apply_recorded(demo, deployment(name))
-    demo("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(demo, uid, "image-changed")
     (victim, _) = records_of(demo, uid)
     kubectl("delete", "auditrecord", victim["metadata"]["name"])

@@ -8,7 +8,7 @@ from typing import Any
 from elasticsearch import Elasticsearch
 
 from integration.kubectl import Kubectl, eventually
-from integration.manifests import binding, deployment, unique
+from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, binding, deployment, unique
 from integration.operator import (
     Operator,
     apply_recorded,
@@ -42,8 +42,8 @@ def _delivered(es: Elasticsearch, kubectl: Kubectl, uid: str, count: int,
 
 def test_records_become_ecs_documents(demo: Kubectl, elasticsearch: Elasticsearch) -> None:
     name = unique("ecs")
-    uid, _ = apply_recorded(demo, deployment(name, image="nginx:1.25"))
-    demo("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    uid, _ = apply_recorded(demo, deployment(name, image=TEST_IMAGE))
+    demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(demo, uid, "image-changed")
     docs = _delivered(elasticsearch, demo, uid, 2)
     changed = next(d for d in docs if d["_source"]["event"]["action"] == "image-changed")
@@ -166,7 +166,7 @@ def test_search_by_user_and_action(kubectl: Kubectl, operator: Operator,
     alice, bob = kubectl.as_user("alice"), kubectl.as_user("bob")
     name = unique("whodunit")
     uid, _ = apply_recorded(alice, deployment(name))
-    bob("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    bob("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(kubectl, uid, "image-changed")
     _delivered(elasticsearch, kubectl, uid, 2)
     query = f'user.name:bob AND event.action:image-changed AND orchestrator.resource.id:"{uid}"'

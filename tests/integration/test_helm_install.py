@@ -2,9 +2,11 @@
 
 One release (``ledger`` in namespace ``kubeledger-chart``) is installed once per module by
 the real ``helm`` (``stack.helm_tool``) and always uninstalled afterwards, together with
-what the chart keeps on uninstall and the namespace itself: its ValidatingWebhookConfiguration
-points the apiserver at a Service with no endpoints (the stack has no kubelet, so the
-operator pod stays Pending), and every later write of an audited kind would pay that call.
+what the chart keeps on uninstall and the namespace itself. Its image
+(``ghcr.io/kubeledger/kubeledger``) is never pulled here (the node pulls nothing from
+outside), so its pod never runs: a second operator would be a second writer of the chain
+beside the tests' own. Its ValidatingWebhookConfiguration then points the apiserver at a
+Service with no ready endpoints, which every later write of an audited kind would pay for.
 
 The AuditRecord CRD is owned by the operator (it installs it at start-up), not by Helm, so
 the release runs with ``crds.install=false``; a second release that brings the CRD along is
@@ -130,9 +132,7 @@ def operator_crd(kubectl: Kubectl) -> Json:
     so a later operator start finds it unchanged. It is never modified or deleted here.
     """
     if not kubectl("get", "crd", crd.CRD_NAME, "--ignore-not-found", "-o", "name"):
-        # As the operator's API call does: a 1.20 apiserver drops the schema fields it does
-        # not know (x-kubernetes-validations), which kubectl's client-side check refuses.
-        kubectl("create", "--validate=false", "-f", "-", stdin=json.dumps(crd.manifest()))
+        kubectl("create", "-f", "-", stdin=json.dumps(crd.manifest()))
     kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=30s")
     found: Json = kubectl.json("get", "crd", crd.CRD_NAME)
     return found
@@ -269,13 +269,20 @@ def test_operator_pod_is_locked_down(kubectl: Kubectl, release: str) -> None:
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
     }
-    # The apiserver admits the pod the controller-manager makes of it (it stays Pending:
-    # the stack has no scheduler or kubelet).
+    # The apiserver admits the pod the controller-manager makes of it, the scheduler puts
+    # it on the node, and the node refuses to pull an image from outside this machine.
     selector = f"app.kubernetes.io/instance={RELEASE}"
     pods = eventually(lambda: kubectl.json("get", "pods", "-n", NAMESPACE, "-l", selector)["items"],
                       what="the operator pod to be created")
     assert pods[0]["spec"]["serviceAccountName"] == FULLNAME
     assert pods[0]["status"]["phase"] == "Pending"
+
+    def pull_refused() -> bool:
+        (pod,) = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", selector)["items"]
+        waiting = [s.get("state", {}).get("waiting", {}).get("reason")
+                   for s in pod["status"].get("containerStatuses", [])]
+        return bool({"ErrImagePull", "ImagePullBackOff"} & set(waiting))
+    eventually(pull_refused, timeout=60, what="the node to refuse pulling ghcr.io's image")
 
 
 def test_webhook_never_blocks_and_trusts_the_generated_certificate(
@@ -398,8 +405,8 @@ def test_release_cannot_take_over_the_operators_crd(
     try:
         done = helm.install(name, namespace, "--set", "crds.install=true")
         assert done.returncode != 0, "helm installed a release that owns the operator's CRD"
-        # Helm checks ownership only after the rendered CRD passed validation against this
-        # 1.20 apiserver's OpenAPI schema (which has no x-kubernetes-validations).
+        # Helm checks ownership only after the rendered CRD passed validation against the
+        # apiserver's OpenAPI schema: the CRD, CEL rules included, is valid.
         assert f'CustomResourceDefinition "{crd.CRD_NAME}"' in done.stderr
         assert "exists and cannot be imported into the current release" in done.stderr
         assert "invalid ownership metadata" in done.stderr

@@ -3,11 +3,10 @@ trigger and the commit, each with how it is known."""
 
 from __future__ import annotations
 
-import base64
 import time
 
-from integration.kubectl import Kubectl, eventually
-from integration.manifests import deployment, open_crd, unique
+from integration.kubectl import Kubectl
+from integration.manifests import TEST_IMAGE_2, deployment, open_crd, unique
 from integration.operator import (
     Operator,
     actions_of,
@@ -28,7 +27,7 @@ def test_alice_creates_bob_updates_both_verified(kubectl: Kubectl, operator: Ope
     assert created["spec"]["initiator"]["verified"] is True
     assert created["spec"]["initiator"]["source"] in ("audit", "admission")
     assert created["spec"]["initiator"]["groups"] == ["developers", "system:authenticated"]
-    bob("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.26")
+    bob("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     changed = wait_for_action(kubectl, uid, "image-changed")
     assert changed["spec"]["initiator"]["username"] == "bob"
     assert changed["spec"]["initiator"]["verified"] is True
@@ -43,12 +42,12 @@ def test_server_dry_run_leaves_no_record_and_no_trace(kubectl: Kubectl,
     alice, bob = kubectl.as_user("alice"), kubectl.as_user("bob")
     name = unique("dry")
     uid, _ = apply_recorded(alice, deployment(name))
-    bob("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.30",
+    bob("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}",
         "--dry-run=server")
     time.sleep(3)
     assert actions_of(kubectl, uid) == ["created"]
     # The same change made for real is alice's, not bob's dry run's.
-    alice("-n", "demo", "set", "image", f"deployment/{name}", "app=nginx:1.30")
+    alice("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     changed = wait_for_action(kubectl, uid, "image-changed")
     assert changed["spec"]["initiator"]["username"] == "alice"
 
@@ -98,14 +97,9 @@ def _controller(kubectl: Kubectl, namespace: str, name: str) -> Kubectl:
                    "subjects": [{"kind": "ServiceAccount", "name": name,
                                  "namespace": namespace}]})
 
-    def token() -> str | None:
-        # Kubernetes 1.20's token controller puts each account's token in a Secret.
-        for secret in kubectl.json("-n", namespace, "get", "secrets")["items"]:
-            if secret["metadata"]["name"].startswith(f"{name}-token"):
-                return base64.b64decode(secret["data"]["token"]).decode()
-        return None
-
-    return kubectl.with_token(eventually(token, what=f"the token of {name}"), name)
+    # A short-lived token from the TokenRequest API, as a controller's pod is given one.
+    token = kubectl("-n", namespace, "create", "token", name, "--duration=1h").strip()
+    return kubectl.with_token(token, name)
 
 
 def test_argocd_sync_names_trigger_and_commit(kubectl: Kubectl, operator: Operator) -> None:

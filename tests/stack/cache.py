@@ -2,7 +2,9 @@
 
 Builds and downloads live outside the checkout (``~/.cache/kubeledger`` unless
 ``KUBELEDGER_CACHE`` says otherwise), keyed by version, so every clone on a machine and
-every later test run reuse the first run's work.
+every later test run reuse the first run's work. ``KUBELEDGER_KUBERNETES_VERSION`` picks
+another Kubernetes release the Go module proxy serves (v1.34.4 and later are tested);
+the default is the newest this project runs on.
 """
 
 from __future__ import annotations
@@ -10,25 +12,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.20.2"
-# Bumped whenever the build recipe changes, so every machine rebuilds its cached binaries.
-KUBERNETES_BUILD = "2"
-# Debian bookworm's package carries the full upstream v1.20.2 tree, vendor/ included.
-KUBERNETES_DEBIAN_SOURCE = "kubernetes=1.20.5+really1.20.2-1.1+deb12u1"
-KUBERNETES_ORIG_TARBALL = "kubernetes_1.20.5+really1.20.2.orig.tar.gz"
-KUBERNETES_GIT_COMMIT = "faecb196815e248d3ecfb03c680a4507229c2a56"
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+DEFAULT_KUBERNETES_VERSION = "v1.37.2"
+KUBERNETES_VERSION_ENV = "KUBELEDGER_KUBERNETES_VERSION"
+ETCD_VERSION = "v3.6.16"
 
 ELASTICSEARCH_VERSION = "8.19.21"
 ELASTICSEARCH_ARTIFACT = (
     f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip"
 )
 
-# Debian packages the stack needs; installed with apt-get when a command is missing.
+# Debian packages the stack needs; installed with apt-get when one is missing.
 DEBIAN_PACKAGES = (
-    "etcd-server", "etcd-client", "golang-go", "rsync", "make",
-    "golang-github-modern-go-reflect2-dev", "golang-github-json-iterator-go-dev",
     "openssl", "ca-certificates", "unzip", "maven",
+    # the node: container runtime pieces, networking, images
+    "runc", "containernetworking-plugins", "iptables", "nftables", "iproute2", "conntrack",
+    "docker-registry", "busybox-static", "umoci", "buildah", "debootstrap",
 )
 
 
@@ -39,9 +37,14 @@ def root() -> Path:
     return path
 
 
-def kubernetes_bin() -> Path:
-    """Directory holding the built kube-apiserver, kube-controller-manager and kubectl."""
-    return root() / "kubernetes" / f"{KUBERNETES_VERSION}-build{KUBERNETES_BUILD}" / "bin"
+def kubernetes_version() -> str:
+    """The Kubernetes release the stack builds and runs (``v1.MINOR.PATCH``)."""
+    version = os.environ.get(KUBERNETES_VERSION_ENV, DEFAULT_KUBERNETES_VERSION)
+    parts = version.removeprefix("v").split(".")
+    if not version.startswith("v1.") or len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise RuntimeError(f"{KUBERNETES_VERSION_ENV}={version!r}: expected a release such as "
+                           f"{DEFAULT_KUBERNETES_VERSION}")
+    return version
 
 
 def elasticsearch_home() -> Path:

@@ -1,20 +1,45 @@
-"""The local stack: etcd, kube-apiserver, kube-controller-manager and Elasticsearch on 127.0.0.1.
+"""The local stack: a real single-node Kubernetes cluster and Elasticsearch, run as child processes.
 
 ``Stack(directory).up()`` starts whatever is not running yet (idempotent), and
-``down()`` stops everything it started. A stack directory holds all of its state:
+``down()`` stops everything it started and removes what it set up on the machine. The
+cluster: etcd, kube-apiserver, kube-controller-manager and kube-scheduler on the host;
+one node (containerd, runc, the CNI bridge, the kubelet, kube-proxy, an empty local
+registry) in namespaces of its own (see ``node`` and ``network``). A stack directory
+holds all of its state:
 
-    state.json      ports and the Elasticsearch password, fixed at first start
+    state.json      ports, network slot, Kubernetes version, secrets (fixed at first start),
+                    the audit target
     pki/            CA, serving and client certificates, token file
     kubeconfig      contexts admin (client certificate), alice and bob (tokens)
     env             KEY=value lines for shells and for the operator
     run/*.pid       one PID file per process
-    logs/*.log      one log per process
-    etcd/, elasticsearch/   data, kept across restarts
+    logs/*.log      one log per process; logs/timings.json: seconds to each step of the last up
+    etcd/, elasticsearch/, node/   data, kept across restarts
 
-Ports are free ephemeral ports chosen at first start, so a test run and ``make dev-up``
-never collide. The apiserver sends audit events (batch mode) to the operator's audit
-port over mutual TLS, and the stack creates namespace ``demo`` where the token users
-alice and bob hold the built-in ``edit`` role.
+Ports are free ephemeral ports and the network slot a free one, chosen at first start, so
+a test run and ``make dev-up`` never collide. The apiserver listens on the host's address
+on the node network (``Endpoints.plan.host_address``), which pods reach too; the
+webhook and audit receivers of a host-run operator stay on 127.0.0.1.
+
+Audit events go (batch mode, over mutual TLS with the ``audit-client`` certificate) to the
+stack's *audit target*. By default that is the host-run operator,
+``https://127.0.0.1:<ports.audit>/audit``. To send them to an operator running in the
+cluster, pass its Service instead, e.g.::
+
+    plan = stack.plan()                      # known before the first up
+    stack.up(audit_target=AuditTarget(
+        url=f"https://{plan.service_ip(50)}:8443/audit",   # a Service pinned to that ClusterIP
+        tls_server_name="kubeledger-audit.kubeledger.svc",  # a DNS name its certificate has
+    ))
+
+The target is kept in state.json (later ``up()`` calls without one keep it); a changed
+target restarts the apiserver. ``up(audit_target=stack.host_audit_target())`` points it
+back at the host. ``AuditTarget.ca`` names the CA that signed the receiver's
+certificate (default: the stack's CA).
+
+The stack creates namespace ``demo`` where the token users alice and bob hold the
+built-in ``edit`` role, and namespace ``kubeledger``; its node has the pause image and the
+test images (``images.TEST_IMAGES``) imported. Other images: ``Stack.import_image``.
 """
 
 from __future__ import annotations
@@ -25,21 +50,34 @@ import secrets
 import socket
 import ssl
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stack import cache, elasticsearch, install
-from stack.pki import TOKEN_USERS, Pki, ensure_pki
-from stack.processes import ProcessTable
+from stack import (
+    cache,
+    elasticsearch,
+    images,
+    install,
+    kubeconfigs,
+    kubernetes,
+    network,
+    node,
+    pki,
+)
+from stack.network import AddressPlan
+from stack.processes import ProcessTable, terminate
 from stack.readiness import http_ok, wait_until
 from stack.shell import run, say
 
-# In start order; stopped in reverse.
-PROCESSES = ("elasticsearch", "etcd", "kube-apiserver", "kube-controller-manager", "operator")
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# The apiserver's graceful shutdown waits on the audit webhook's retries (10 s backoff
+# and more) when nothing receives: state lives in etcd, so it gets a short grace only.
+APISERVER_STOP_GRACE_SECONDS = 3.0
 PORT_NAMES = (
-    "etcd", "etcd_peer", "apiserver", "controller_manager",
+    "etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler",
     "elasticsearch", "elasticsearch_transport", "webhook", "audit",
 )
 
@@ -71,6 +109,22 @@ apiVersion: v1
 kind: Namespace
 metadata:
   name: kubeledger
+"""
+
+# The apiserver's calls to the kubelet (logs, exec, port-forward) are authorized by RBAC.
+KUBELET_API_BINDING = f"""\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-apiserver-kubelet-client
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kubelet-api-admin
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: {pki.APISERVER_KUBELET_CLIENT}
 """
 
 
@@ -121,6 +175,25 @@ subjects:
 
 
 @dataclass(frozen=True)
+class AuditTarget:
+    """Where the apiserver's audit webhook sends events (see the module docstring)."""
+
+    url: str
+    tls_server_name: str | None = None
+    ca: Path | None = None
+
+    def to_json(self) -> dict[str, str]:
+        fields = {"url": self.url, "tls_server_name": self.tls_server_name,
+                  "ca": str(self.ca) if self.ca else None}
+        return {key: value for key, value in fields.items() if value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> AuditTarget:
+        ca = data.get("ca")
+        return cls(data["url"], data.get("tls_server_name"), Path(ca) if ca else None)
+
+
+@dataclass(frozen=True)
 class Endpoints:
     """Where the running stack answers; what tests and the operator connect to."""
 
@@ -128,6 +201,8 @@ class Endpoints:
     ports: Mapping[str, int]
     elasticsearch_password: str
     redaction_salt: str
+    plan: AddressPlan
+    audit_target: AuditTarget
 
     @property
     def kubeconfig(self) -> Path:
@@ -135,25 +210,31 @@ class Endpoints:
 
     @property
     def apiserver_url(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.plan.host_address}:{self.ports['apiserver']}"
 
     @property
     def elasticsearch_url(self) -> str:
+        """Elasticsearch for clients on the host (tests, a host-run operator)."""
         return f"http://127.0.0.1:{self.ports['elasticsearch']}"
+
+    @property
+    def elasticsearch_cluster_url(self) -> str:
+        """Elasticsearch for pods: the same server, on the host's node-network address."""
+        return f"http://{self.plan.host_address}:{self.ports['elasticsearch']}"
 
     elasticsearch_username = "elastic"
 
     @property
-    def pki(self) -> Pki:
-        return Pki(self.directory / "pki")
+    def pki(self) -> pki.Pki:
+        return pki.Pki(self.directory / "pki")
 
     @property
     def kubectl(self) -> Path:
-        return cache.kubernetes_bin() / "kubectl"
+        return kubernetes.kubectl()
 
     def operator_env(self) -> dict[str, str]:
         """Environment for an operator run against this stack (also written to ``env``)."""
-        pki = self.pki
+        stack_pki = self.pki
         return {
             "KUBECONFIG": str(self.kubeconfig),
             "ELASTICSEARCH_URL": self.elasticsearch_url,
@@ -164,10 +245,10 @@ class Endpoints:
             "KUBELEDGER_NAMESPACE": "kubeledger",
             "KUBELEDGER_WEBHOOK_HOST": "127.0.0.1",
             "KUBELEDGER_WEBHOOK_PORT": str(self.ports["webhook"]),
-            "KUBELEDGER_WEBHOOK_CERT_DIR": str(pki.directory / "webhook"),
+            "KUBELEDGER_WEBHOOK_CERT_DIR": str(stack_pki.directory / "webhook"),
             "KUBELEDGER_AUDIT_HOST": "127.0.0.1",
             "KUBELEDGER_AUDIT_PORT": str(self.ports["audit"]),
-            "KUBELEDGER_AUDIT_CLIENT_CA": str(pki.ca_cert),
+            "KUBELEDGER_AUDIT_CLIENT_CA": str(stack_pki.ca_cert),
         }
 
 
@@ -178,24 +259,60 @@ class Stack:
         self.directory = directory.resolve()
         self.processes = ProcessTable(self.directory / "run", self.directory / "logs")
 
-    def up(self) -> Endpoints:
+    def plan(self) -> AddressPlan:
+        """The stack's address plan (its slot is claimed on the first call)."""
+        return AddressPlan(self._state()["slot"])
+
+    def host_audit_target(self) -> AuditTarget:
+        """The default audit target: the receiver of an operator run on the host."""
+        return AuditTarget(f"https://127.0.0.1:{self._state()['ports']['audit']}/audit")
+
+    def up(self, audit_target: AuditTarget | None = None) -> Endpoints:
         """Installs what is missing and starts what is not running; returns the endpoints."""
         install.ensure_all()
-        endpoints = self._endpoints()
-        pki = ensure_pki(endpoints.pki.directory)
-        _link_webhook_certificates(pki)
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+
+        def mark(step: str) -> None:
+            timings[step] = round(time.monotonic() - started, 1)
+
+        endpoints = self._endpoints(audit_target)
+        plan = endpoints.plan
+        network.check_slot(plan.slot, self.directory)
+        stack_pki = pki.ensure_pki(endpoints.pki.directory, pki.certificates(
+            host_address=plan.host_address, kubernetes_service_ip=plan.service_ip(1),
+            node_name=node.NODE_NAME, node_address=plan.node_address))
+        _link_webhook_certificates(stack_pki)
+        worker = self.node_for(endpoints)
+        network.Network(plan).up(worker.start_namespaces())
+        mark("network")
         # Elasticsearch takes longest to start: launch it first, wait for it last.
-        es = elasticsearch.Server(self.directory / "elasticsearch", self.processes,
-                                  endpoints.ports, endpoints.elasticsearch_password)
+        es = self._elasticsearch(endpoints)
         es.start()
         self._start_etcd(endpoints)
+        mark("etcd")
         self._start_apiserver(endpoints)
+        mark("kube-apiserver")
         self._write_kubeconfigs(endpoints)
         self._bootstrap(endpoints)
         self._start_controller_manager(endpoints)
+        mark("kube-controller-manager")
+        self._start_scheduler(endpoints)
+        mark("kube-scheduler")
+        self._start_node(worker, endpoints, mark)
         es.wait_ready()
+        mark("elasticsearch")
         self._write_env(endpoints)
+        self._record(timings)
         return endpoints
+
+    def node_for(self, endpoints: Endpoints) -> node.Node:
+        return node.Node(self.directory / "node", self.processes, endpoints.plan, endpoints.pki,
+                         endpoints.apiserver_url)
+
+    def import_image(self, archive: Path) -> None:
+        """Imports an image archive into the node's containerd (the stack must be up)."""
+        self.node_for(self._endpoints(None)).import_image(archive)
 
     def start_operator(self, endpoints: Endpoints) -> int:
         """Runs ``kubeledger run`` against this stack (unless it runs); returns its PID."""
@@ -208,31 +325,78 @@ class Stack:
                                     env=endpoints.operator_env())
 
     def down(self) -> list[str]:
-        """Stops every process of this stack, last started first; returns what it stopped."""
-        return [name for name in reversed(PROCESSES) if self.processes.stop(name)]
+        """Stops every process of this stack, last started first, and removes its node's
+        network, mounts and cgroups; returns what it stopped."""
+        stopped = [name for name in ("operator",) if self.processes.stop(name)]
+        if "slot" in self._saved_state():
+            endpoints = self._endpoints(None)
+            stopped += self.node_for(endpoints).stop()
+            network.Network(endpoints.plan).down()
+        for name in (*reversed(CONTROL_PLANE), "elasticsearch"):
+            stop = self._stop_apiserver if name == "kube-apiserver" else self.processes.stop
+            if stop(name):
+                stopped.append(name)
+        return stopped
 
     def status(self) -> dict[str, int | None]:
-        return {name: self.processes.running(name) for name in PROCESSES}
+        names = ("elasticsearch", *CONTROL_PLANE, *node.PROCESSES, "operator")
+        return {name: self.processes.running(name) for name in names}
 
     # -- state -----------------------------------------------------------------------------
 
-    def _endpoints(self) -> Endpoints:
+    def _saved_state(self) -> dict[str, Any]:
         state_file = self.directory / "state.json"
-        if state_file.is_file():
-            state = json.loads(state_file.read_text())
-        else:
+        return dict(json.loads(state_file.read_text())) if state_file.is_file() else {}
+
+    def _state(self) -> dict[str, Any]:
+        """state.json, made at the first start (ports, slot, secrets) and kept after."""
+        state = self._saved_state()
+        if state and "slot" not in state:
+            raise RuntimeError(f"{self.directory} holds a stack of the Kubernetes 1.20 era, "
+                               "whose etcd data etcd 3.6 cannot read: stop it (`down`) and "
+                               "remove the directory")
+        version = cache.kubernetes_version()
+        if state.get("kubernetes_version", version) != version:
+            raise RuntimeError(f"{self.directory} runs Kubernetes {state['kubernetes_version']}"
+                               f", not {version}: remove the directory to change versions")
+        if not state:
             self.directory.mkdir(parents=True, exist_ok=True)
             state = {
                 "ports": dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True)),
                 "elasticsearch_password": secrets.token_urlsafe(18),
                 "redaction_salt": secrets.token_urlsafe(24),
+                "kubernetes_version": version,
+                "slot": network.claim_slot(self.directory),
             }
-            state_file.write_text(json.dumps(state, indent=2) + "\n")
-            state_file.chmod(0o600)
+            self._save_state(state)
+        return state
+
+    def _save_state(self, state: Mapping[str, Any]) -> None:
+        state_file = self.directory / "state.json"
+        state_file.write_text(json.dumps(state, indent=2) + "\n")
+        state_file.chmod(0o600)
+
+    def _endpoints(self, audit_target: AuditTarget | None) -> Endpoints:
+        state = self._state()
+        if audit_target is not None and audit_target.to_json() != state.get("audit_target"):
+            state["audit_target"] = audit_target.to_json()
+            self._save_state(state)
+        target = (AuditTarget.from_json(state["audit_target"]) if "audit_target" in state
+                  else self.host_audit_target())
         return Endpoints(self.directory, state["ports"], state["elasticsearch_password"],
-                         state["redaction_salt"])
+                         state["redaction_salt"], AddressPlan(state["slot"]), target)
+
+    def _record(self, timings: Mapping[str, float]) -> None:
+        say("took (s since start): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+        self.processes.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.processes.log_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
 
     # -- Kubernetes ------------------------------------------------------------------------
+
+    def _elasticsearch(self, endpoints: Endpoints) -> elasticsearch.Server:
+        return elasticsearch.Server(
+            self.directory / "elasticsearch", self.processes, endpoints.ports,
+            endpoints.elasticsearch_password, also_on=endpoints.plan.host_address)
 
     def _start_etcd(self, endpoints: Endpoints) -> None:
         if self.processes.running("etcd"):
@@ -241,7 +405,8 @@ class Stack:
         peer = f"http://127.0.0.1:{endpoints.ports['etcd_peer']}"
         say(f"starting etcd on {client}")
         self.processes.start("etcd", [
-            "etcd", "--name", "kubeledger", "--data-dir", str(self.directory / "etcd"),
+            str(kubernetes.etcd_build().binary("etcd")), "--name", "kubeledger",
+            "--data-dir", str(self.directory / "etcd"),
             "--unsafe-no-fsync",
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -249,33 +414,50 @@ class Stack:
         ])
         wait_until(lambda: http_ok(f"{client}/health"), "etcd", self.processes, "etcd")
 
-    def _start_apiserver(self, endpoints: Endpoints) -> None:
-        if self.processes.running("kube-apiserver"):
-            return
-        pki = endpoints.pki
-        config = self.directory / "apiserver"
+    def _write_audit_config(self, endpoints: Endpoints, config: Path) -> bool:
+        """Writes the audit policy and webhook kubeconfig; True when the target changed."""
+        stack_pki = endpoints.pki
+        target = endpoints.audit_target
         config.mkdir(exist_ok=True)
         (config / "audit-policy.yaml").write_text(AUDIT_POLICY)
-        (config / "audit-webhook.kubeconfig").write_text(_kubeconfig_text(
-            server=f"https://127.0.0.1:{endpoints.ports['audit']}/audit",
-            ca=pki.ca_cert,
-            users={"apiserver": _cert_user(pki, "audit-client")},
+        return kubeconfigs.write(config / "audit-webhook.kubeconfig", kubeconfigs.kubeconfig_text(
+            server=target.url, ca=target.ca or stack_pki.ca_cert,
+            tls_server_name=target.tls_server_name,
+            users={"apiserver": kubeconfigs.cert_user(stack_pki, "audit-client")},
         ))
-        say(f"starting kube-apiserver on {endpoints.apiserver_url}")
+
+    def _start_apiserver(self, endpoints: Endpoints) -> None:
+        config = self.directory / "apiserver"
+        changed = self._write_audit_config(endpoints, config)
+        if self.processes.running("kube-apiserver"):
+            if not changed:
+                return
+            say(f"audit target now {endpoints.audit_target.url}: restarting kube-apiserver")
+            self._stop_apiserver()
+        stack_pki = endpoints.pki
+        plan = endpoints.plan
+        say(f"starting kube-apiserver {cache.kubernetes_version()} on "
+            f"{endpoints.apiserver_url}")
         self.processes.start("kube-apiserver", [
-            str(cache.kubernetes_bin() / "kube-apiserver"),
+            str(kubernetes.kubernetes_bin() / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{endpoints.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={endpoints.ports['apiserver']}", "--insecure-port=0",
-            f"--tls-cert-file={pki.path('apiserver.crt')}",
-            f"--tls-private-key-file={pki.path('apiserver.key')}",
-            f"--client-ca-file={pki.ca_cert}",
-            f"--token-auth-file={pki.tokens_file}",
-            f"--service-account-key-file={pki.path('sa.pub')}",
-            f"--service-account-signing-key-file={pki.path('sa.key')}",
+            # Pods reach it there; the endpoint reconciler refuses a loopback address.
+            f"--bind-address={plan.host_address}", f"--advertise-address={plan.host_address}",
+            f"--secure-port={endpoints.ports['apiserver']}",
+            f"--tls-cert-file={stack_pki.path('apiserver.crt')}",
+            f"--tls-private-key-file={stack_pki.path('apiserver.key')}",
+            f"--client-ca-file={stack_pki.ca_cert}",
+            f"--token-auth-file={stack_pki.tokens_file}",
+            f"--service-account-key-file={stack_pki.path('sa.pub')}",
+            f"--service-account-signing-key-file={stack_pki.path('sa.key')}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
+            f"--service-cluster-ip-range={plan.service_cidr}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={stack_pki.path(pki.APISERVER_KUBELET_CLIENT + '.crt')}",
+            f"--kubelet-client-key={stack_pki.path(pki.APISERVER_KUBELET_CLIENT + '.key')}",
+            f"--kubelet-certificate-authority={stack_pki.ca_cert}",
+            "--kubelet-preferred-address-types=InternalIP",
             f"--audit-policy-file={config / 'audit-policy.yaml'}",
             f"--audit-webhook-config-file={config / 'audit-webhook.kubeconfig'}",
             "--audit-webhook-mode=batch",
@@ -283,48 +465,110 @@ class Stack:
             "--audit-webhook-batch-max-wait=1s",
             f"--cert-dir={config / 'certs'}",
         ])
-        context = ssl.create_default_context(cafile=str(pki.ca_cert))
-        context.load_cert_chain(str(pki.path("admin.crt")), str(pki.path("admin.key")))
+        context = ssl.create_default_context(cafile=str(stack_pki.ca_cert))
+        context.load_cert_chain(str(stack_pki.path("admin.crt")), str(stack_pki.path("admin.key")))
         wait_until(lambda: http_ok(f"{endpoints.apiserver_url}/readyz", context),
-                    "kube-apiserver", self.processes, "kube-apiserver")
+                   "kube-apiserver", self.processes, "kube-apiserver")
+
+    def _stop_apiserver(self, name: str = "kube-apiserver") -> bool:
+        pid = self.processes.running(name)
+        if pid is None:
+            return False
+        terminate(pid, grace=APISERVER_STOP_GRACE_SECONDS)
+        self.processes.pid_file(name).unlink(missing_ok=True)
+        return True
 
     def _start_controller_manager(self, endpoints: Endpoints) -> None:
         if self.processes.running("kube-controller-manager"):
             return
-        pki = endpoints.pki
+        stack_pki = endpoints.pki
+        plan = endpoints.plan
+        kubeconfig = self.directory / "controller-manager.kubeconfig"
         say("starting kube-controller-manager")
         self.processes.start("kube-controller-manager", [
-            str(cache.kubernetes_bin() / "kube-controller-manager"),
-            f"--kubeconfig={self.directory / 'controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={endpoints.ports['controller_manager']}", "--port=0",
-            f"--service-account-private-key-file={pki.path('sa.key')}",
-            f"--root-ca-file={pki.ca_cert}",
+            str(kubernetes.kubernetes_bin() / "kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            *self._health_port_flags(endpoints, "controller_manager"),
+            f"--service-account-private-key-file={stack_pki.path('sa.key')}",
+            f"--root-ca-file={stack_pki.ca_cert}",
+            f"--cluster-signing-cert-file={stack_pki.ca_cert}",
+            f"--cluster-signing-key-file={stack_pki.path('ca.key')}",
             "--leader-elect=false",
             # Each controller acts as its own service account, as on real clusters (and
             # kube-controller-manager's own identity may do little else).
             "--use-service-account-credentials=true",
+            # The node's podCIDR comes from here; the CNI config expects the first /24.
+            "--allocate-node-cidrs=true", f"--cluster-cidr={plan.cluster_cidr}",
+            "--node-cidr-mask-size=24", f"--service-cluster-ip-range={plan.service_cidr}",
             f"--cert-dir={self.directory / 'controller-manager'}",
         ])
+        self._wait_healthz(endpoints, "controller_manager", "kube-controller-manager")
+
+    def _start_scheduler(self, endpoints: Endpoints) -> None:
+        if self.processes.running("kube-scheduler"):
+            return
+        kubeconfig = self.directory / "scheduler.kubeconfig"
+        say("starting kube-scheduler")
+        self.processes.start("kube-scheduler", [
+            str(kubernetes.kubernetes_bin() / "kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            *self._health_port_flags(endpoints, "scheduler"),
+            "--leader-elect=false",
+        ])
+        self._wait_healthz(endpoints, "scheduler", "kube-scheduler")
+
+    def _health_port_flags(self, endpoints: Endpoints, port: str) -> list[str]:
+        stack_pki = endpoints.pki
+        return ["--bind-address=127.0.0.1", f"--secure-port={endpoints.ports[port]}",
+                f"--tls-cert-file={stack_pki.path('control-plane-serving.crt')}",
+                f"--tls-private-key-file={stack_pki.path('control-plane-serving.key')}"]
+
+    def _wait_healthz(self, endpoints: Endpoints, port: str, name: str) -> None:
+        context = ssl.create_default_context(cafile=str(endpoints.pki.ca_cert))
+        url = f"https://127.0.0.1:{endpoints.ports[port]}/healthz"
+        wait_until(lambda: http_ok(url, context), name, self.processes, name)
+
+    def _start_node(
+        self, worker: node.Node, endpoints: Endpoints, mark: Callable[[str], None],
+    ) -> None:
+        worker.start_registry()
+        worker.start_containerd()
+        mark("containerd")
+        if not self.processes.running("kubelet"):
+            # Sandboxes need the pause image before the first pod, and the workloads the
+            # test images; nothing is ever pulled.
+            for archive in (images.ensure_pause_image(), *images.ensure_test_images().values()):
+                worker.import_image(archive)
+            mark("images imported")
+        worker.start_kubelet()
+        mark("kubelet healthy")
+        worker.start_kube_proxy()
+        mark("kube-proxy healthy")
+        worker.wait_ready(endpoints.kubeconfig)
+        mark("node Ready")
 
     def _write_kubeconfigs(self, endpoints: Endpoints) -> None:
-        pki = endpoints.pki
-        users = {"admin": _cert_user(pki, "admin")}
-        users.update({user: {"token": pki.token(user)} for user in TOKEN_USERS})
-        endpoints.kubeconfig.write_text(_kubeconfig_text(
-            server=endpoints.apiserver_url, ca=pki.ca_cert, users=users, current="admin",
+        stack_pki = endpoints.pki
+        users = {"admin": kubeconfigs.cert_user(stack_pki, "admin")}
+        users.update({user: {"token": stack_pki.token(user)} for user in pki.TOKEN_USERS})
+        kubeconfigs.write(endpoints.kubeconfig, kubeconfigs.kubeconfig_text(
+            server=endpoints.apiserver_url, ca=stack_pki.ca_cert, users=users, current="admin",
         ))
-        (self.directory / "controller-manager.kubeconfig").write_text(_kubeconfig_text(
-            server=endpoints.apiserver_url, ca=pki.ca_cert,
-            users={"controller-manager": _cert_user(pki, "controller-manager")},
-        ))
-        for path in (endpoints.kubeconfig, self.directory / "controller-manager.kubeconfig"):
-            path.chmod(0o600)
+        for name in ("controller-manager", "scheduler"):
+            kubeconfigs.write(self.directory / f"{name}.kubeconfig", kubeconfigs.kubeconfig_text(
+                server=endpoints.apiserver_url, ca=stack_pki.ca_cert,
+                users={name: kubeconfigs.cert_user(stack_pki, name)},
+            ))
 
     def _bootstrap(self, endpoints: Endpoints) -> None:
-        """Creates the namespaces and binds alice and bob to ``edit`` in demo (idempotent)."""
+        """Creates the namespaces and the RBAC bindings the stack relies on (idempotent)."""
         ca_bundle = base64.b64encode(endpoints.pki.ca_cert.read_bytes()).decode()
-        manifests = [NAMESPACES_MANIFEST, *(_binding_manifest(u) for u in TOKEN_USERS),
+        manifests = [NAMESPACES_MANIFEST, KUBELET_API_BINDING,
+                     *(_binding_manifest(u) for u in pki.TOKEN_USERS),
                      _webhook_manifest(endpoints.ports["webhook"], ca_bundle)]
         run([str(endpoints.kubectl), "--kubeconfig", str(endpoints.kubeconfig),
              "apply", "-f", "-"], stdin="---\n".join(manifests))
@@ -336,43 +580,20 @@ class Stack:
         env_file.chmod(0o600)
 
 
-def _link_webhook_certificates(pki: Pki) -> None:
+def _link_webhook_certificates(stack_pki: pki.Pki) -> None:
     """Lays out the webhook certificate the way the operator reads it (tls.crt, tls.key, ca.crt)."""
-    target = pki.directory / "webhook"
+    target = stack_pki.directory / "webhook"
     target.mkdir(exist_ok=True)
     for name, source in (("tls.crt", "webhook.crt"), ("tls.key", "webhook.key"),
                          ("ca.crt", "ca.crt")):
         link = target / name
         if not link.exists():
-            link.symlink_to(pki.path(source))
-
-
-def _cert_user(pki: Pki, name: str) -> dict[str, str]:
-    return {
-        "client-certificate": str(pki.path(f"{name}.crt")),
-        "client-key": str(pki.path(f"{name}.key")),
-    }
-
-
-def _kubeconfig_text(
-    *, server: str, ca: Path, users: Mapping[str, Mapping[str, str]], current: str | None = None,
-) -> str:
-    config: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": name, "user": dict(user)} for name, user in users.items()],
-        "contexts": [{"name": name, "context": {"cluster": "local", "user": name}}
-                     for name in users],
-        "current-context": current or next(iter(users)),
-    }
-    return json.dumps(config, indent=2) + "\n"  # JSON is valid YAML for every client
+            link.symlink_to(stack_pki.path(source))
 
 
 def _free_ports(count: int) -> list[int]:
     """Ports the kernel has just handed out as free; held together so they are distinct."""
-    sockets = []
+    sockets: list[socket.socket] = []
     try:
         for _ in range(count):
             sock = socket.socket()

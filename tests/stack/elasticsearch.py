@@ -2,14 +2,18 @@
 
 Elasticsearch refuses to run as root, and our machines and CI run as root: the server
 then runs as the unprivileged system user ``kubeledger-es``, which owns this stack's
-Elasticsearch config, data and log directories. Bound to 127.0.0.1 with
-``discovery.type: single-node`` it skips the production bootstrap checks. The ``elastic``
-user's password comes from the keystore (``bootstrap.password``), generated per stack.
+Elasticsearch config, data and log directories. Its HTTP port listens on 127.0.0.1 for
+the host and on the host's node-network address for pods (``also_on``); the transport
+port stays on 127.0.0.1, so with ``discovery.type: single-node`` it skips the production
+bootstrap checks. The ``elastic`` user's password comes from the keystore
+(``bootstrap.password``), generated per stack. ``elasticsearch.yml`` is rewritten at every
+start, so a stack directory made by an older version gains new settings.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pwd
 import shutil
@@ -32,8 +36,10 @@ class Server:
 
     def __init__(
         self, directory: Path, processes: ProcessTable, ports: Mapping[str, int], password: str,
+        *, also_on: str | None = None,
     ) -> None:
         self.directory = directory
+        self.http_hosts = ["127.0.0.1", *([also_on] if also_on else [])]
         self.processes = processes
         self.http_port = ports["elasticsearch"]
         self.transport_port = ports["elasticsearch_transport"]
@@ -50,7 +56,8 @@ class Server:
         config = self.directory / "config"
         if not (config / "elasticsearch.keystore").is_file():
             self._configure(config)
-        say(f"starting Elasticsearch on {self.url}")
+        self._write_settings(config)
+        say(f"starting Elasticsearch on {', '.join(self.http_hosts)} port {self.http_port}")
         self.processes.start(
             self.name,
             [*_as_service_user(), str(cache.elasticsearch_home() / "bin" / "elasticsearch")],
@@ -65,14 +72,26 @@ class Server:
                    "Elasticsearch", self.processes, self.name)
 
     def _configure(self, config: Path) -> None:
-        """Writes this stack's config directory and keystore, owned by the service user."""
+        """Makes this stack's config directory and keystore, owned by the service user."""
         shutil.rmtree(config, ignore_errors=True)
         shutil.copytree(cache.elasticsearch_home() / "config", config)
+        for sub in ("data", "logs"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        _give_to_service_user(self.directory)
+        keystore = str(cache.elasticsearch_home() / "bin" / "elasticsearch-keystore")
+        env = self._env(config)
+        run([*_as_service_user(), keystore, "create"], env=env)
+        run([*_as_service_user(), keystore, "add", "-x", "bootstrap.password"],
+            env=env, stdin=self.password)
+
+    def _write_settings(self, config: Path) -> None:
+        """The distribution's elasticsearch.yml followed by this stack's settings."""
         settings = {
             "cluster.name": "kubeledger-local",
             "node.name": "local",
             "discovery.type": "single-node",
             "network.host": "127.0.0.1",
+            "http.host": json.dumps(self.http_hosts),  # a JSON list is a YAML flow list
             "http.port": str(self.http_port),
             "transport.port": str(self.transport_port),
             "path.data": str(self.directory / "data"),
@@ -85,17 +104,10 @@ class Server:
             "cluster.routing.allocation.disk.threshold_enabled": "false",
             "action.destructive_requires_name": "false",
         }
-        with (config / "elasticsearch.yml").open("a") as yml:
-            yml.write("\n# written by kubeledger's local stack\n")
-            yml.writelines(f"{key}: {value}\n" for key, value in settings.items())
-        for sub in ("data", "logs"):
-            (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        _give_to_service_user(self.directory)
-        keystore = str(cache.elasticsearch_home() / "bin" / "elasticsearch-keystore")
-        env = self._env(config)
-        run([*_as_service_user(), keystore, "create"], env=env)
-        run([*_as_service_user(), keystore, "add", "-x", "bootstrap.password"],
-            env=env, stdin=self.password)
+        defaults = (cache.elasticsearch_home() / "config" / "elasticsearch.yml").read_text()
+        lines = [f"{key}: {value}\n" for key, value in settings.items()]
+        (config / "elasticsearch.yml").write_text(
+            defaults + "\n# written by kubeledger's local stack\n" + "".join(lines))
 
     def _env(self, config: Path) -> dict[str, str]:
         return {

@@ -190,7 +190,7 @@ def test_extra_kinds_are_off_by_default(default_manifests: list[Manifest]) -> No
     assert not {"statefulsets", "daemonsets"} & resources
 
 
-def test_role_is_limited_to_delivery_position_and_leader_election(
+def test_role_is_limited_to_the_operators_configmaps(
     default_manifests: list[Manifest],
 ) -> None:
     role = only(default_manifests, "Role")
@@ -203,7 +203,6 @@ def test_role_is_limited_to_delivery_position_and_leader_election(
     }
     assert granted == {
         ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"},
-        ("coordination.k8s.io", "leases"): {"get", "create", "update"},
     }
 
 

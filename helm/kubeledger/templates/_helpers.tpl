@@ -50,9 +50,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- printf "%s-webhook" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The Secret holding the webhook's tls.crt, tls.key and ca.crt (Helm or cert-manager). */}}
+{{/* The Secret holding the serving tls.crt, tls.key and ca.crt (the user's, Helm's or cert-manager's). */}}
 {{- define "kubeledger.webhookSecretName" -}}
+{{- if .Values.webhook.tls.existingSecret }}
+{{- .Values.webhook.tls.existingSecret }}
+{{- else }}
 {{- printf "%s-webhook-tls" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Non-empty when the pods serve HTTPS to the apiserver: the webhook, the audit receiver or both. */}}
+{{- define "kubeledger.serving" -}}
+{{- if or .Values.webhook.enabled .Values.audit.enabled }}true{{ end }}
 {{- end }}
 
 {{/* The cert-manager Certificate that issues the webhook Secret. */}}
@@ -63,14 +72,4 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{/* The Secret holding the redaction salt. */}}
 {{- define "kubeledger.saltSecretName" -}}
 {{- printf "%s-redaction-salt" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
-{{/* Removes every x-kubernetes-validations (CEL rules) from a CRD schema, in place. */}}
-{{- define "kubeledger.withoutCelRules" -}}
-{{- if kindIs "map" . }}
-{{- $_ := unset . "x-kubernetes-validations" }}
-{{- range $key, $value := . }}{{ include "kubeledger.withoutCelRules" $value }}{{ end }}
-{{- else if kindIs "slice" . }}
-{{- range . }}{{ include "kubeledger.withoutCelRules" . }}{{ end }}
-{{- end }}
 {{- end }}

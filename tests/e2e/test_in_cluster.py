@@ -1,0 +1,121 @@
+"""The operator as users run it: its image, through its chart, in a real cluster with a node.
+
+The module's release (see conftest) is the one ``make dev-up`` installs: the webhook behind
+its Service, the apiserver's audit backend pointed at the pod over the cluster network,
+Elasticsearch reached from the pod. The tests run in file order and end with the
+uninstall, which must leave the CRD and the records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from integration.kubectl import Kubectl, KubectlError, eventually
+from integration.manifests import deployment, unique
+from integration.operator import records_of, uid_of, verify_chain, wait_for_action
+from stack import images, release
+
+TEST_IMAGE, TEST_IMAGE_2 = images.TEST_IMAGES
+
+
+def operator_pod(kubectl: Kubectl) -> dict[str, Any]:
+    pods = kubectl.json("get", "pods", "-n", release.NAMESPACE, "-l",
+                        "app.kubernetes.io/instance=" + release.RELEASE)["items"]
+    running = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+    assert len(running) == 1, [pod["metadata"]["name"] for pod in pods]
+    found: dict[str, Any] = running[0]
+    return found
+
+
+def test_operator_pod_runs_the_dockerfile_image_locked_down(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    pod = operator_pod(kubectl)
+    assert pod["status"]["phase"] == "Running"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == in_cluster.image
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    name = pod["metadata"]["name"]
+    exec_ = ("exec", "-n", release.NAMESPACE, name, "--")
+    assert kubectl(*exec_, "id", "-u").strip() == "65532"
+    with pytest.raises(KubectlError, match="Read-only file system"):
+        kubectl(*exec_, "touch", "/opt/kubeledger/written")
+    assert kubectl(*exec_, "kubeledger", "version").strip() == "0.1.0"
+
+
+def test_alices_change_is_recorded_verified_and_shipped_from_the_pod(
+    kubectl: Kubectl, in_cluster: release.Release, elasticsearch: Elasticsearch,
+) -> None:
+    name = unique("web")
+    alice = kubectl.as_user("alice")
+    alice("-n", "demo", "create", "deployment", name, f"--image={TEST_IMAGE}")
+    uid = uid_of(kubectl, deployment(name))
+    created = wait_for_action(kubectl, uid, "created")
+    initiator = created["spec"]["initiator"]
+    # The audit event came through the cluster network to the pod's receiver...
+    assert (initiator["username"], initiator["verified"], initiator["source"]) == (
+        "alice", True, "audit")
+    # ...and the admission request through the webhook's Service: its field manager.
+    assert initiator["tool"] == "kubectl-create"
+
+    def shipped() -> list[dict[str, Any]]:
+        elasticsearch.indices.refresh(index="kubeledger-*")
+        hits = elasticsearch.search(index="kubeledger-*", query={
+            "term": {"orchestrator.resource.id": uid}})["hits"]["hits"]
+        return [hit for hit in hits if hit["_id"] == created["metadata"]["name"]]
+
+    (document,) = eventually(shipped, timeout=30, what="the record's Elasticsearch document")
+    assert document["_source"]["user"]["name"] == "alice"
+
+
+def test_real_rollouts_complete_and_a_missing_image_fails(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    alice = kubectl.as_user("alice")
+    manifest = deployment(unique("roll"), image=TEST_IMAGE, progress_deadline_seconds=15)
+    alice.apply(manifest)
+    uid = uid_of(kubectl, manifest)
+    wait_for_action(kubectl, uid, "rollout-completed", timeout=60)
+    target = f"deployment/{manifest['metadata']['name']}"
+    alice("-n", "demo", "set", "image", target, f"app={TEST_IMAGE_2}")
+    alice("-n", "demo", "rollout", "status", target, "--timeout=60s")
+    assert [r["spec"]["action"] for r in records_of(kubectl, uid)] == [
+        "created", "rollout-completed", "image-changed", "rollout-completed"]
+    # No registry serves this tag: the pod never starts and the deadline passes.
+    missing = TEST_IMAGE.rsplit(":", 1)[0] + ":missing"
+    alice("-n", "demo", "set", "image", target, f"app={missing}")
+    failed = wait_for_action(kubectl, uid, "rollout-failed", timeout=90)
+    assert any("ProgressDeadlineExceeded" in reason for reason in failed["spec"]["reasons"])
+
+
+def test_helm_upgrade_keeps_records_salt_and_chain(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    before = {r["metadata"]["name"] for r in kubectl.json("get", "auditrecords")["items"]}
+    salt = in_cluster.salt()
+    in_cluster.upgrade(podAnnotations={"kubeledger.io/upgraded": unique("at")})
+    assert in_cluster.salt() == salt
+    after = {r["metadata"]["name"] for r in kubectl.json("get", "auditrecords")["items"]}
+    assert before <= after
+    # The new pod records live, and the chain it continues is intact.
+    manifest = deployment(unique("after"), image=TEST_IMAGE)
+    kubectl.as_user("bob").apply(manifest)
+    created = wait_for_action(kubectl, uid_of(kubectl, manifest), "created")
+    assert created["spec"]["initiator"]["username"] == "bob"
+    verdict = verify_chain(in_cluster.endpoints)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert "intact" in verdict.stdout
+
+
+def test_uninstall_leaves_the_crd_and_the_records(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    count = len(kubectl.json("get", "auditrecords")["items"])
+    in_cluster.uninstall()
+    assert kubectl("get", "crd", "auditrecords.kubeledger.io", "-o", "name").strip()
+    assert len(kubectl.json("get", "auditrecords")["items"]) >= count
+    assert not kubectl("get", "deployment", "-n", release.NAMESPACE, "--ignore-not-found",
+                       "-o", "name", release.DEPLOYMENT).strip()

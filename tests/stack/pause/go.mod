@@ -1,0 +1,3 @@
+module kubeledger.test/pause
+
+go 1.22

@@ -1,0 +1,205 @@
+"""The operator installed into the stack's cluster the way users install it: ``helm install``.
+
+The image is built from the project's Dockerfile (``operator_image``) and imported into
+the node's containerd; the chart runs it with everything wired as on a real cluster:
+
+- the admission webhook behind its Service, with a serving certificate from the stack's
+  CA (``webhook.tls.existingSecret``): the apiserver must trust the audit receiver's
+  certificate before the chart is installed, because it reads its audit backend's
+  kubeconfig only when it starts;
+- the audit receiver on port 8443 of that Service, at a fixed ClusterIP (the apiserver
+  has no cluster DNS), over mutual TLS with the apiserver's audit client certificate;
+- Elasticsearch reached from the pod at the node's bridge address, with credentials from
+  a Secret.
+
+``install()`` returns once the operator pod is Ready, which the operator reports only
+after every watch has listed its kind: a change made the next second is recorded live.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stack import helm_tool, operator_image, pki
+from stack.cluster import AuditTarget, Endpoints, Stack
+from stack.shell import say
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+CHART = CHECKOUT / "helm" / "kubeledger"
+RELEASE = "kubeledger"
+NAMESPACE = "kubeledger"
+FULLNAME = "kubeledger"  # the chart's fullname for a release named like the chart
+DEPLOYMENT = FULLNAME
+SERVICE = f"{FULLNAME}-webhook"
+SERVICE_DNS_NAME = f"{SERVICE}.{NAMESPACE}.svc"
+AUDIT_PORT = 8443
+TLS_SECRET = f"{FULLNAME}-serving-tls"
+AUDIT_CA_SECRET = f"{FULLNAME}-audit-client-ca"
+ELASTICSEARCH_SECRET = f"{FULLNAME}-elasticsearch"
+READY_TIMEOUT = "180s"
+
+
+@dataclass(frozen=True)
+class Helm:
+    """The cached helm binary acting as the stack's admin, with a private helm home."""
+
+    kubeconfig: Path
+    home: Path
+
+    def __call__(self, *args: str, timeout: float = 300) -> str:
+        env = {**os.environ, **{f"HELM_{part}_HOME": str(self.home / part.lower())
+                                for part in ("CONFIG", "CACHE", "DATA")}}
+        done = subprocess.run(
+            [str(helm_tool.ensure_helm()), *args, "--kubeconfig", str(self.kubeconfig),
+             "--kube-context", "admin"],
+            env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"helm {' '.join(args)} failed:\n{done.stderr}")
+        return done.stdout
+
+
+def values(*, image: str, service_ip: str, elasticsearch_url: str,
+           cluster_name: str = "local") -> dict[str, Any]:
+    """The chart values of the stack's release."""
+    repository, tag = image.rsplit(":", 1)
+    return {
+        "clusterName": cluster_name,
+        # Imported into containerd by the stack; never pulled.
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "webhook": {"tls": {"existingSecret": TLS_SECRET},
+                    "service": {"clusterIP": service_ip}},
+        "audit": {"enabled": True, "clientCASecret": AUDIT_CA_SECRET},
+        "elasticsearch": {"url": elasticsearch_url, "existingSecret": ELASTICSEARCH_SECRET,
+                          "verifyCerts": False},
+    }
+
+
+def build_image() -> tuple[str, Path]:
+    """The operator image built from this checkout's Dockerfile: (reference, OCI archive)."""
+    say("building the operator image from the Dockerfile (only when its sources changed)")
+    return operator_image.build_operator_image(CHECKOUT)
+
+
+def secret_manifests(*, serving_cert: Path, serving_key: Path, ca_cert: Path,
+                     elasticsearch_username: str, elasticsearch_password: str) -> str:
+    """The Secrets the release refers to, as one JSON List for ``kubectl apply``."""
+    def secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "type": kind,
+                "metadata": {"name": name, "namespace": NAMESPACE}, "stringData": data}
+
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        secret(TLS_SECRET, {"tls.crt": serving_cert.read_text(), "tls.key": serving_key.read_text(),
+                            "ca.crt": ca_cert.read_text()}, "kubernetes.io/tls"),
+        secret(AUDIT_CA_SECRET, {"ca.crt": ca_cert.read_text()}),
+        secret(ELASTICSEARCH_SECRET, {"username": elasticsearch_username,
+                                      "password": elasticsearch_password}),
+    ]})
+
+
+SALT_SECRET = f"{FULLNAME}-redaction-salt"
+SERVING_CERTIFICATE = pki.Certificate("in-cluster-serving", f"/CN={SERVICE_DNS_NAME}",
+                                      (f"DNS:{SERVICE_DNS_NAME}",))
+AUDIT_SERVICE_IP_INDEX = 50  # the Service's fixed address: the 50th of the service range
+
+
+class Release:
+    """The chart's release in one stack: install, upgrade and uninstall it as an admin would."""
+
+    def __init__(self, stack: Stack, endpoints: Endpoints) -> None:
+        self.stack = stack
+        self.endpoints = endpoints
+        self.helm = Helm(endpoints.kubeconfig, stack.directory / "helm")
+        self.service_ip = endpoints.plan.service_ip(AUDIT_SERVICE_IP_INDEX)
+        self.image = ""
+
+    @property
+    def audit_target(self) -> AuditTarget:
+        """The apiserver's audit backend pointed at the pod, through the Service's address."""
+        return AuditTarget(url=f"https://{self.service_ip}:{AUDIT_PORT}/audit",
+                           tls_server_name=SERVICE_DNS_NAME)
+
+    def install(self) -> None:
+        """Builds and imports the image, installs the chart; returns once the pod is Ready."""
+        self.image, archive = build_image()
+        self.stack.import_image(archive)
+        # The apiserver reads its audit backend's address only when it starts: the stack
+        # restarts it when the target changes.
+        self.endpoints = self.stack.up(audit_target=self.audit_target)
+        self._apply_secrets()
+        say(f"installing the chart (release {RELEASE} in namespace {NAMESPACE}, "
+            f"image {self.image})")
+        self._helm_upgrade(self.values())
+        say("the operator is ready: its watches have listed every audited kind")
+
+    def values(self, **overrides: Any) -> dict[str, Any]:
+        chosen = values(image=self.image, service_ip=self.service_ip,
+                        elasticsearch_url=self.endpoints.elasticsearch_cluster_url)
+        return {**chosen, **overrides}
+
+    def upgrade(self, **overrides: Any) -> None:
+        """``helm upgrade`` with the same values plus ``overrides``; waits for the new pod."""
+        self._helm_upgrade(self.values(**overrides))
+
+    def uninstall(self) -> None:
+        """``helm uninstall``; waits until the pod is gone (the CRD and records stay)."""
+        self.helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--ignore-not-found",
+                  "--wait", "--timeout", READY_TIMEOUT)
+
+    def installed(self) -> bool:
+        listed = json.loads(self.helm("list", "--namespace", NAMESPACE, "--output", "json"))
+        return any(entry["name"] == RELEASE for entry in listed)
+
+    def salt(self) -> str:
+        """The redaction salt the release's pods hash secret values with."""
+        secret = self._kubectl_json("get", "secret", "-n", NAMESPACE, SALT_SECRET)
+        return base64.b64decode(secret["data"]["salt"]).decode()
+
+    def _helm_upgrade(self, chosen: dict[str, Any]) -> None:
+        values_file = self.stack.directory / "helm" / "values.json"
+        values_file.parent.mkdir(parents=True, exist_ok=True)
+        values_file.write_text(json.dumps(chosen, indent=2))
+        self.helm("upgrade", "--install", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                  "--values", str(values_file), "--wait", "--timeout", READY_TIMEOUT)
+
+    def _apply_secrets(self) -> None:
+        """The Secrets the values name, and the salt the host-run operator uses too.
+
+        The salt Secret carries Helm's ownership metadata, so the chart adopts it instead
+        of generating another salt: records made by the host-run operator and by the pod
+        then hash the same secret value the same way.
+        """
+        stack_pki = pki.ensure_pki(self.endpoints.pki.directory, [SERVING_CERTIFICATE])
+        manifests = json.loads(secret_manifests(
+            serving_cert=stack_pki.path(f"{SERVING_CERTIFICATE.name}.crt"),
+            serving_key=stack_pki.path(f"{SERVING_CERTIFICATE.name}.key"),
+            ca_cert=stack_pki.ca_cert,
+            elasticsearch_username=self.endpoints.elasticsearch_username,
+            elasticsearch_password=self.endpoints.elasticsearch_password))
+        manifests["items"].append({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {
+                "name": SALT_SECRET, "namespace": NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": RELEASE,
+                                "meta.helm.sh/release-namespace": NAMESPACE,
+                                "helm.sh/resource-policy": "keep"}},
+            "stringData": {"salt": self.endpoints.redaction_salt}})
+        self._kubectl("apply", "-f", "-", stdin=json.dumps(manifests))
+
+    def _kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            [str(self.endpoints.kubectl), "--kubeconfig", str(self.endpoints.kubeconfig),
+             "--context", "admin", *args],
+            input=stdin, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{done.stderr}")
+        return done.stdout
+
+    def _kubectl_json(self, *args: str) -> Any:
+        return json.loads(self._kubectl(*args, "-o", "json"))
