@@ -43,7 +43,7 @@ test: stack-install lint ## Everything CI runs: install, lint, unit and integrat
 
 .PHONY: bench
 bench: venv ## Print throughput and memory figures of the hot paths
-	$(PY) -m kubeledger.bench
+	PYTHONPATH=tests $(PY) -m bench.hot_paths
 
 .PHONY: dev-up
 dev-up: stack-install ## Start the local stack and the operator in .dev/ (idempotent)
