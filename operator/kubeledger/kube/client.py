@@ -131,6 +131,8 @@ def _from_status(error: ApiException) -> errors.KubeError:
 
 def _from_transport(error: urllib3.exceptions.HTTPError) -> errors.KubeError:
     cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
-    if isinstance(cause, urllib3.exceptions.TimeoutError):
+    # urllib3 derives a refused connection from its connect timeout: ask for it first.
+    if isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+            cause, urllib3.exceptions.NewConnectionError):
         return errors.TimedOut(f"Kubernetes API did not answer in time: {cause}")
     return errors.Unavailable(f"Kubernetes API unreachable: {cause}")
