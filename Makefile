@@ -25,9 +25,10 @@ stack-install: venv ## Install/build what the local stack runs (cached in ~/.cac
 	$(STACK) install
 
 .PHONY: lint
-lint: venv ## ruff and mypy --strict
+lint: venv ## ruff, mypy --strict, and the layer contracts (import-linter)
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: unit
 unit: venv ## Unit tests only (seconds, no servers)
