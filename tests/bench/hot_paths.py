@@ -1,12 +1,12 @@
 """Throughput and memory of the operator's hot paths: ``make bench``.
 
-Every watch event of an audited object takes the same steps (see
-:mod:`kubeledger.recording.recorder`): the body is projected (:mod:`kubeledger.core.projection`) and
-redacted (:mod:`kubeledger.core.redaction`), then compared with the object's baseline; only
-when the two differ is the change classified (:mod:`kubeledger.core.classify`) and diffed
-(:mod:`kubeledger.core.diff`). On one realistic Deployment (two containers, 25 env vars of which
-6 hold secret-looking values, labels, annotations with ``last-applied-configuration``,
-managedFields, status) this command measures:
+Every watch event of an audited object takes the same steps, all in
+:func:`kubeledger.core.decision.decide`: the body is projected and redacted, then compared
+with the object's baseline; only when the two differ is the change classified and
+diffed. The bench calls that very function. On one realistic Deployment (two
+containers, 25 env vars of which 6 hold secret-looking values, labels, annotations with
+``last-applied-configuration``, managedFields, status; built with the unit tests' object
+builders, :mod:`unit.objects`) this command measures:
 
 - a change event: project + redact + classify + diff, for an image change;
 - a status-churn event: project + redact + compare equal. Most events are of this kind
@@ -35,10 +35,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubeledger.core import classify, diff, projection
-from kubeledger.core.baselines import Baselines, encode
-from kubeledger.core.model import Subject
+from kubeledger.core import decision, kinds, projection
+from kubeledger.core.baselines import Baselines
 from kubeledger.core.redaction import Redactor
+from kubeledger.core.revisions import Revisions
+from unit import identity_objects, objects
 
 Body = dict[str, Any]
 Row = tuple[str, str, str, str]  # measure, value, unit, remark
@@ -77,45 +78,42 @@ def main() -> None:
 
 def measure_events(redactor: Redactor, baseline: Body) -> tuple[str, list[Row], float]:
     """The two event paths timed against ``baseline``: what they were, rows, CPU share."""
-    context = classify.Context(
-        namespace=NAMESPACE,
-        older_revision_fingerprints=frozenset(
-            projection.template_fingerprint(deployment(image)["spec"]["template"])
-            for image in HISTORY_IMAGES
-        ),
-    )
+    revisions = Revisions()
+    for number, image in enumerate(HISTORY_IMAGES):
+        revisions.observe("ADDED", replica_set(deployment(image), number))
+    held = Baselines()
+    held.remember(decision.subject_of(kinds.DEPLOYMENTS, deployment(OLD_IMAGE)), baseline)
+    known = held.get(UID)
 
-    def change_event(body: Body) -> tuple[classify.Classification | None, int]:
-        new = snapshot(redactor, body)
-        verdict = classify.classify("Deployment", baseline, new, context)
-        changes, _ = diff.diff(baseline, new, max_changes=64)
-        return verdict, len(changes)
+    def event(body: Body) -> decision.Decision:
+        return decision.decide(kinds.DEPLOYMENTS, "MODIFIED", body, baseline=known,
+                               redactor=redactor, revisions=revisions)
 
-    baseline_encoded = encode(baseline)
-
-    def churn_event(body: Body) -> bool:
-        # As the recorder does it: the baseline is held encoded; equal bytes, no record.
-        return encode(snapshot(redactor, body)) == baseline_encoded
-
-    change_text = json.dumps(deployment(NEW_IMAGE))
+    change_text = json.dumps(deployment(NEW_IMAGE, resource_version=90_412))
     # The same Deployment a minute later: only status, resourceVersion and managedFields moved.
     churn_text = json.dumps(deployment(OLD_IMAGE, resource_version=90_412,
                                        status_time="09:14:05"))
-    verdict, changed_fields = change_event(json.loads(change_text))
+    change = event(json.loads(change_text))
     described = (
-        f"change = new image ({verdict.action.value if verdict else 'no record'}, "
-        f"{changed_fields} fields changed); churn = status update "
-        f"(projections equal: {churn_event(json.loads(churn_text))})"
+        f"change = new image ({describe_decision(change)}); churn = status update "
+        f"({describe_decision(event(json.loads(churn_text)))})"
     )
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    change_us = per_event_us(change_event, change_text)
-    churn_us = per_event_us(churn_event, churn_text)
+    change_us = per_event_us(event, change_text)
+    churn_us = per_event_us(event, churn_text)
     cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
     rows = [
         *timing("change: project+redact+classify+diff", change_us),
         *timing("churn: project+redact+compare", churn_us),
     ]
     return described, rows, cpu_share
+
+
+def describe_decision(decided: decision.Decision) -> str:
+    if isinstance(decided, decision.Draft):
+        return f"{decided.action.value}, {len(decided.changes)} fields changed"
+    return "no record: projections equal" if isinstance(decided, decision.Unchanged) else (
+        "no record")
 
 
 def per_event_us(handle: Callable[[Body], object], text: str) -> list[float]:
@@ -170,11 +168,7 @@ def remember(baselines: Baselines, redactor: Redactor, body: Body, index: int) -
     metadata = body["metadata"]
     metadata["name"] = f"checkout-{index:05d}"
     metadata["uid"] = str(uuid.UUID(int=index))
-    subject = Subject(
-        apiVersion=body["apiVersion"], kind=body["kind"], namespace=metadata["namespace"],
-        name=metadata["name"], uid=metadata["uid"], resourceVersion=metadata["resourceVersion"],
-    )
-    baselines.remember(subject, snapshot(redactor, body))
+    baselines.remember(decision.subject_of(kinds.DEPLOYMENTS, body), snapshot(redactor, body))
 
 
 def snapshot(redactor: Redactor, body: Body) -> dict[str, Any]:
@@ -211,115 +205,89 @@ def kilobytes(text: str) -> str:
     return f"{len(text.encode()) / 1000:.1f} kB"
 
 
-# The Deployment measured: what a production Deployment applied with kubectl carries.
+# The Deployment measured: what a production Deployment applied with kubectl carries,
+# built with the unit tests' builders and dressed up with what they leave out.
+
+UID = "d1c0b9a8-7f6e-4d5c-9b4a-39281706f5e4"
+LABELS = {
+    "app.kubernetes.io/name": "checkout",
+    "app.kubernetes.io/instance": "checkout-prod",
+    "app.kubernetes.io/component": "api",
+    "app.kubernetes.io/part-of": "shop",
+    "app.kubernetes.io/managed-by": "kubectl",
+    "team": "payments",
+    "tier": "backend",
+}
+PLAIN_ENV = {
+    "LOG_LEVEL": "info", "LOG_FORMAT": "json", "HTTP_PORT": "8080", "METRICS_PORT": "9102",
+    "DB_HOST": "checkout-db.payments.svc", "DB_PORT": "5432", "DB_NAME": "checkout",
+    "DB_USER": "checkout", "REDIS_URL": "redis://redis.payments.svc:6379/0",
+    "PAYMENT_GATEWAY_URL": "https://gateway.example.com/v2", "FEATURE_FLAGS": "one-click",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability.svc:4317",
+    "OTEL_SERVICE_NAME": "checkout", "TZ": "UTC", "CURRENCY_DEFAULT": "EUR",
+}
+# Made-up values, shaped like real ones.
+SECRET_ENV = {
+    "DB_PASSWORD": "not-a-real-password-1", "PAYMENT_API_KEY": "test-key-0123456789abcdef",
+    "JWT_SIGNING_SECRET": "bm90LWEtcmVhbC1zZWNyZXQ=", "REDIS_AUTH": "not-a-real-auth",
+    "SENTRY_DSN": "https://public0123@sentry.example.com/42",
+}
 
 
-def deployment(
-    image: str, *, resource_version: int = 90_411, status_time: str = "09:12:41"
-) -> Body:
-    labels = {
-        "app.kubernetes.io/name": "checkout",
-        "app.kubernetes.io/instance": "checkout-prod",
-        "app.kubernetes.io/version": image.rsplit(":", 1)[1],
-        "app.kubernetes.io/component": "api",
-        "app.kubernetes.io/part-of": "shop",
-        "app.kubernetes.io/managed-by": "kubectl",
-        "team": "payments",
-        "tier": "backend",
-    }
-    spec: Body = {
-        "replicas": 6,
-        "selector": {"matchLabels": {"app.kubernetes.io/name": "checkout"}},
-        "strategy": {"type": "RollingUpdate",
-                     "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
-        "revisionHistoryLimit": 10,
-        "progressDeadlineSeconds": 600,
-        "template": {
-            "metadata": {
-                "creationTimestamp": None,
-                "labels": labels,
-                "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9102",
-                                "kubectl.kubernetes.io/restartedAt": "2025-11-18T16:02:11Z"},
-            },
-            "spec": {
-                "serviceAccountName": "checkout",
-                "containers": [app_container(image), proxy_container()],
-                "volumes": [
-                    {"name": "config", "configMap": {"name": "checkout-config",
+def deployment(image: str, *, resource_version: int = 90_411,
+               status_time: str = "09:12:41") -> Body:
+    labels = {**LABELS, "app.kubernetes.io/version": image.rsplit(":", 1)[1]}
+    template = objects.pod_template(
+        [app_container(image), proxy_container()], app="checkout",
+        annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "9102",
+                     "kubectl.kubernetes.io/restartedAt": "2025-11-18T16:02:11Z"})
+    template["metadata"]["labels"] = labels
+    template["spec"].update({
+        "serviceAccountName": "checkout",
+        "volumes": [{"name": "config", "configMap": {"name": "checkout-config",
                                                      "defaultMode": 420}},
                     {"name": "envoy", "configMap": {"name": "checkout-envoy",
-                                                    "defaultMode": 420}},
-                ],
-                "securityContext": {"runAsNonRoot": True, "fsGroup": 10001},
-                "dnsPolicy": "ClusterFirst",
-                "restartPolicy": "Always",
-                "schedulerName": "default-scheduler",
-                "terminationGracePeriodSeconds": 45,
-            },
-        },
-    }
-    metadata: Body = {
-        "name": "checkout",
-        "namespace": NAMESPACE,
-        "uid": "d1c0b9a8-7f6e-4d5c-9b4a-39281706f5e4",
-        "resourceVersion": str(resource_version),
-        "generation": 14,
-        "creationTimestamp": "2025-06-02T10:20:30Z",
-        "labels": labels,
-        "annotations": {
-            "deployment.kubernetes.io/revision": "14",
-            "example.com/owner": "payments-oncall@example.com",
-            "example.com/runbook": "https://runbooks.example.com/payments/checkout",
-        },
-    }
-    status = deployment_status(status_time)
-    applied = {"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "checkout", "namespace": NAMESPACE, "labels": labels},
-               "spec": spec}
-    metadata["annotations"][projection.LAST_APPLIED_ANNOTATION] = json.dumps(applied)
+                                                    "defaultMode": 420}}],
+        "securityContext": {"runAsNonRoot": True, "fsGroup": 10001},
+        "terminationGracePeriodSeconds": 45,
+    })
+    body = objects.deployment(
+        name="checkout", namespace=NAMESPACE, template=template, replicas=6, labels=labels,
+        annotations={"example.com/owner": "payments-oncall@example.com",
+                     "example.com/runbook": "https://runbooks.example.com/payments/checkout"},
+        generation=14, revision="14",
+        status=objects.deployment_status(generation=14, replicas=6, updated=6))
+    for condition in body["status"]["conditions"]:
+        condition["lastUpdateTime"] = f"2025-11-20T{status_time}Z"
+    metadata = body["metadata"]
+    metadata.update(uid=UID, resourceVersion=str(resource_version))
     metadata["managedFields"] = [
-        managed_fields("kubectl-client-side-apply", "2025-11-20T08:59:00Z",
-                       {"metadata": {"labels": labels, "annotations": {}}, "spec": spec}),
-        managed_fields("kube-controller-manager", f"2025-11-20T{status_time}Z",
-                       {"status": status}, subresource="status"),
+        identity_objects.managed_field(
+            "kubectl-client-side-apply", "2025-11-20T08:59:00Z",
+            fields=fields_v1({"metadata": {"labels": labels, "annotations": {}},
+                              "spec": body["spec"]})),
+        identity_objects.managed_field(
+            "kube-controller-manager", f"2025-11-20T{status_time}Z", subresource="status",
+            fields=fields_v1({"status": body["status"]})),
     ]
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
-            "spec": spec, "status": status}
+    return body
 
 
 def app_container(image: str) -> Body:
-    plain = {
-        "LOG_LEVEL": "info", "LOG_FORMAT": "json", "HTTP_PORT": "8080", "METRICS_PORT": "9102",
-        "DB_HOST": "checkout-db.payments.svc", "DB_PORT": "5432", "DB_NAME": "checkout",
-        "DB_USER": "checkout", "REDIS_URL": "redis://redis.payments.svc:6379/0",
-        "PAYMENT_GATEWAY_URL": "https://gateway.example.com/v2", "FEATURE_FLAGS": "one-click",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability.svc:4317",
-        "OTEL_SERVICE_NAME": "checkout", "TZ": "UTC", "CURRENCY_DEFAULT": "EUR",
-    }
-    # Made-up values, shaped like real ones.
-    secret = {
-        "DB_PASSWORD": "not-a-real-password-1", "PAYMENT_API_KEY": "test-key-0123456789abcdef",
-        "JWT_SIGNING_SECRET": "bm90LWEtcmVhbC1zZWNyZXQ=", "REDIS_AUTH": "not-a-real-auth",
-        "SENTRY_DSN": "https://public0123@sentry.example.com/42",
-    }
-    env: list[Body] = [{"name": name, "value": value} for name, value in plain.items()]
-    env += [{"name": name, "value": value} for name, value in secret.items()]
+    env = [objects.env_var(name, value) for name, value in {**PLAIN_ENV, **SECRET_ENV}.items()]
     env += [
-        {"name": "SMTP_PASSWORD",
-         "valueFrom": {"secretKeyRef": {"name": "checkout-smtp", "key": "password"}}},
+        objects.env_from_secret("SMTP_PASSWORD", "checkout-smtp", "password"),
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
+    container = objects.container("checkout", image, env=env,
+                                  args=["serve", "--config=/etc/checkout/config.yaml",
+                                        "--workers=4"])
     probe: Body = {"httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
                    "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3}
-    return {
-        "name": "checkout",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["serve", "--config=/etc/checkout/config.yaml", "--workers=4"],
+    container.update({
         "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
                   {"name": "metrics", "containerPort": 9102, "protocol": "TCP"}],
-        "env": env,
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                       "limits": {"memory": "1Gi"}},
         "livenessProbe": probe,
@@ -327,49 +295,31 @@ def app_container(image: str) -> Body:
         "volumeMounts": [{"name": "config", "mountPath": "/etc/checkout", "readOnly": True}],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "File",
-    }
+    })
+    return container
 
 
 def proxy_container() -> Body:
-    return {
-        "name": "envoy",
-        "image": "envoyproxy/envoy:v1.30.2",
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["--config-path", "/etc/envoy/envoy.yaml", "--log-level", "warn"],
-        "env": [{"name": "ENVOY_UID", "value": "0"},
-                {"name": "ADMIN_TOKEN", "value": "envoy-admin-7f3a9c"}],
+    container = objects.container(
+        "envoy", "envoyproxy/envoy:v1.30.2",
+        env=[objects.env_var("ENVOY_UID", "0"),
+             objects.env_var("ADMIN_TOKEN", "envoy-admin-7f3a9c")],
+        args=["--config-path", "/etc/envoy/envoy.yaml", "--log-level", "warn"])
+    container.update({
         "ports": [{"name": "proxy", "containerPort": 15001, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
         "volumeMounts": [{"name": "envoy", "mountPath": "/etc/envoy", "readOnly": True}],
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "File",
-    }
+    })
+    return container
 
 
-def deployment_status(time_of_day: str) -> Body:
-    stamp = f"2025-11-20T{time_of_day}Z"
+def replica_set(owner: Body, number: int) -> Body:
+    """One of ``owner``'s older ReplicaSets, from before the measured change."""
     return {
-        "observedGeneration": 14, "replicas": 6, "updatedReplicas": 6, "readyReplicas": 6,
-        "availableReplicas": 6,
-        "conditions": [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-             "message": "Deployment has minimum availability.",
-             "lastUpdateTime": stamp, "lastTransitionTime": "2025-11-20T08:59:30Z"},
-            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-             "message": 'ReplicaSet "checkout-7d9c6b5f8" has successfully progressed.',
-             "lastUpdateTime": stamp, "lastTransitionTime": "2025-06-02T10:20:30Z"},
-        ],
+        "metadata": {"uid": f"rs-{number}", "resourceVersion": str(1000 + number),
+                     "ownerReferences": [{"controller": True, "uid": UID}]},
+        "spec": {"template": objects.replica_set_template(owner)},
     }
-
-
-def managed_fields(manager: str, stamp: str, owned: Body, subresource: str = "") -> Body:
-    entry: Body = {"manager": manager, "operation": "Update", "apiVersion": "apps/v1",
-                   "time": stamp, "fieldsType": "FieldsV1", "fieldsV1": fields_v1(owned)}
-    if subresource:
-        entry["subresource"] = subresource
-    return entry
 
 
 def fields_v1(value: Any) -> Any:
