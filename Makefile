@@ -31,9 +31,10 @@ stack-install: venv ## Install/build what the local stack runs (cached in ~/.cac
 	$(STACK) install
 
 .PHONY: lint
-lint: venv ## ruff and mypy --strict
+lint: venv ## ruff, mypy --strict, and the layer contracts (import-linter)
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: unit
 unit: venv ## Unit tests only (seconds, no servers)
@@ -57,7 +58,7 @@ test: stack-install lint ## Everything CI runs: install, lint, unit and integrat
 
 .PHONY: bench
 bench: venv ## Print throughput and memory figures of the hot paths
-	$(PY) -m kubeledger.bench
+	PYTHONPATH=tests $(PY) -m bench.hot_paths
 
 .PHONY: dev-up
 dev-up: stack-install ## Start the cluster, Elasticsearch and the operator in .dev/ (DEV_OPERATOR=cluster|host)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from importlib import metadata
 
-from kubeledger import chain, config, retention
-from kubeledger.kube import KubeApi, load_client
-from kubeledger.runtime import RECORDS
+from kubeledger import config
+from kubeledger.core import chain, kinds
+from kubeledger.kube import api, errors
+from kubeledger.kube.client import KubeClient, load_client
+from kubeledger.recording import retention
 
 EXIT_BROKEN_CHAIN = 1
 EXIT_CANNOT_START = 1
@@ -44,14 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         print(metadata.version("kubeledger"))
         return 0
     if args.command == "verify":
-        return asyncio.run(_verify(args.namespace))
+        try:
+            return asyncio.run(_verify(args.namespace))
+        except errors.KubeError as error:
+            print(f"kubeledger: cannot read the records: {error}", file=sys.stderr)
+            return EXIT_USAGE
     return _run(args.liveness, args.readiness, args.verbose)
 
 
 def _run(liveness: str | None, readiness: str | None, verbose: bool) -> int:
-    # kopf is imported here only: `verify` and `version` must not pay for it.
-    import kopf  # noqa: PLC0415
-
+    # kopf comes with the handlers: `verify` and `version` must not pay for importing it.
     from kubeledger import watching  # noqa: PLC0415
 
     try:
@@ -59,13 +62,8 @@ def _run(liveness: str | None, readiness: str | None, verbose: bool) -> int:
     except config.ConfigError as error:
         print(f"kubeledger: {error}", file=sys.stderr)
         return EXIT_USAGE
-    kopf.configure(verbose=verbose)
-    logging.getLogger("kubeledger").setLevel(logging.DEBUG if verbose else logging.INFO)
-    registry = kopf.OperatorRegistry()
-    watching.register(registry, settings, readiness_url=readiness)
     try:
-        asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                                  liveness_endpoint=liveness, memo=kopf.Memo()))
+        watching.run(settings, liveness_url=liveness, readiness_url=readiness, verbose=verbose)
     except Exception as error:  # kopf's start-up failure wraps the cause we raised
         cause = error.__cause__ or error
         print(f"kubeledger: cannot start: {cause}", file=sys.stderr)
@@ -74,12 +72,12 @@ def _run(liveness: str | None, readiness: str | None, verbose: bool) -> int:
 
 
 async def _verify(namespace: str) -> int:
-    api = KubeApi(load_client())
-    records = await api.list_all(RECORDS)
+    client = KubeClient(load_client(), timeout_seconds=config.DEFAULT_API_TIMEOUT_SECONDS)
+    records = await api.list_all(client, kinds.RECORDS)
     if records is None:
         print("kubeledger: the AuditRecord CRD is not installed", file=sys.stderr)
         return EXIT_USAGE
-    pruned_through = await retention.pruned_through(api, namespace)
+    pruned_through = await retention.pruned_through(client, namespace)
     verdict = chain.verify(((r["metadata"]["name"], r["spec"]) for r in records),
                            pruned_through=pruned_through)
     span = (f"sequence {verdict.first_sequence}..{verdict.last_sequence}"

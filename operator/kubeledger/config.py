@@ -14,14 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from kubeledger import ecs
+from kubeledger.core import kinds
+from kubeledger.core.redaction import RedactionPolicy
 from kubeledger.identity.commit import DEFAULT_COMMIT_ANNOTATIONS
-from kubeledger.redaction import RedactionPolicy
+from kubeledger.sinks.elasticsearch import ecs
 
 ENV_PREFIX = "KUBELEDGER_"
 CONFIG_FILE_ENV = "KUBELEDGER_CONFIG"
+# Also what ``kubeledger verify`` uses, which reads no settings.
+DEFAULT_API_TIMEOUT_SECONDS = 30.0
 
 
 class ConfigError(ValueError):
@@ -66,7 +77,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cluster_name: str = "default"
-    # The operator's own namespace: where it keeps its delivery position and lease.
+    # The operator's own namespace: where it keeps its delivery position and its
+    # retention watermark (ConfigMaps).
     namespace: str = "kubeledger"
     # Keys the hashes that stand in for secret values; must stay the same across
     # restarts, or every secret-looking value would look changed.
@@ -78,6 +90,9 @@ class Settings(BaseModel):
     watch_extra_kinds: list[str] = Field(default_factory=list)
     max_changes_per_record: int = Field(default=64, ge=1)
     reconcile_interval_seconds: float = Field(default=600.0, gt=0)
+    # The longest any one call to the apiserver may take: past it the call fails and is
+    # retried, so a connection that never answers cannot stop recording.
+    api_timeout_seconds: float = Field(default=DEFAULT_API_TIMEOUT_SECONDS, gt=0)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     # The admission webhook server (identity of who made a change); off without a port.
     webhook_host: str = "0.0.0.0"  # noqa: S104 (in a pod, the Service reaches it on any address)
@@ -93,13 +108,26 @@ class Settings(BaseModel):
     commit_annotations: list[str] = Field(
         default_factory=lambda: list(DEFAULT_COMMIT_ANNOTATIONS))
 
+    @model_validator(mode="after")
+    def _servers_have_certificates(self) -> Settings:
+        if self.webhook_port is not None and self.webhook_cert_dir is None:
+            raise ValueError("webhook_cert_dir must be set to serve the admission webhook "
+                             "(webhook_port)")
+        if self.audit_port is not None:
+            for name in ("webhook_cert_dir", "audit_client_ca"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name} must be set to serve the audit receiver "
+                                     "(audit_port)")
+        return self
+
     @field_validator("watch_extra_kinds")
     @classmethod
-    def _known_kinds(cls, kinds: list[str]) -> list[str]:
-        unknown = sorted(set(kinds) - {"statefulsets", "daemonsets"})
+    def _known_kinds(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(kinds.EXTRA_WORKLOADS))
         if unknown:
-            raise ValueError(f"unsupported kinds {unknown}; choose from statefulsets, daemonsets")
-        return kinds
+            raise ValueError(f"unsupported kinds {unknown}; choose from "
+                             f"{', '.join(kinds.EXTRA_WORKLOADS)}")
+        return names
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:
@@ -110,10 +138,13 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}" for issue in error.errors()
-        )
+        problems = "; ".join(_problem(issue["loc"], issue["msg"]) for issue in error.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    """One problem, named by its setting; a rule over several settings names them itself."""
+    return f"{'.'.join(str(part) for part in location)}: {message}" if location else message
 
 
 def _read_file(path: str | None) -> dict[str, Any]:

@@ -3,41 +3,43 @@
 Start-up order matters for "nothing lost, nothing doubled": the CRD first; then the
 existing records, which give every object's baseline and the head of the hash chain;
 then deletions that happened while the operator was down. Only after that do kopf's
-watches start delivering events.
+watches start delivering events. Background work (shipping, the periodic checks) runs
+under the ``supervision.Supervisor``, whose problems make the liveness probe fail.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from kubeledger import catchup, config, crd, kinds, model, receivers, retention
-from kubeledger.attribution import Attributor
-from kubeledger.baselines import Baselines
+from kubeledger import backoff, receivers
 from kubeledger.config import Settings
-from kubeledger.delivery import PositionStore, Shipper, Sink
-from kubeledger.elasticsearch_sink import ElasticsearchSink
+from kubeledger.core import kinds
+from kubeledger.core.baselines import Baselines
+from kubeledger.core.kinds import Resource
+from kubeledger.core.redaction import Redactor
+from kubeledger.core.revisions import Revisions
 from kubeledger.identity.admission import AdmissionCache
+from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
-from kubeledger.kube import KubeApi, Resource, load_client
-from kubeledger.ledger import Ledger, head_of, retrying
-from kubeledger.recorder import Recorder
-from kubeledger.redaction import Redactor
-from kubeledger.revisions import Revisions
+from kubeledger.kube import crd, errors
+from kubeledger.kube.api import Kubernetes, list_all
+from kubeledger.kube.client import KubeClient, load_client
+from kubeledger.recording import catchup, retention
+from kubeledger.recording.ledger import Ledger, head_of
+from kubeledger.recording.recorder import Recorder
+from kubeledger.sinks import Sink
+from kubeledger.sinks.delivery import PositionStore, Shipper
+from kubeledger.sinks.elasticsearch.sink import ElasticsearchSink
+from kubeledger.supervision import Supervisor
 
 logger = logging.getLogger(__name__)
 
-RECORDS = Resource(model.GROUP, model.VERSION, model.PLURAL, model.KIND, namespaced=False)
 PRUNE_EVERY_SECONDS = 600.0
-REFUSALS = frozenset({401, 403})
-T = TypeVar("T")
 
 
 @dataclass
@@ -45,13 +47,13 @@ class Runtime:
     """The operator's services, built once and shared by every handler through kopf's memo."""
 
     settings: Settings
-    api: KubeApi
+    api: Kubernetes
     baselines: Baselines
     revisions: Revisions
     recorder: Recorder
     shippers: list[Shipper] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
-    background: list[asyncio.Task[None]] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Set by the first watch event: from then on, changes are recorded live.
     ready: bool = False
@@ -62,7 +64,7 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings, *, readiness_url: str | None = None) -> Runtime:
-        api = KubeApi(load_client())
+        api = KubeClient(load_client(), timeout_seconds=settings.api_timeout_seconds)
         await crd.ensure(api)
         records = await _load_records(api)
         specs = [record["spec"] for record in records or []]
@@ -91,9 +93,10 @@ class Runtime:
         await runtime._start_receivers(admission, audit)
         runtime._start_shipping(ledger)
         await catchup.record_unobserved_deletions(api, recorder, baselines, runtime.audited)
-        runtime._spawn(runtime._reconcile_periodically())
+        runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
         if runtime.shippers:  # without a sink the cluster holds the only copy: keep it all
-            runtime._spawn(runtime._prune_periodically())
+            runtime.supervisor.spawn("the removal of expired records",
+                                     runtime._prune_periodically)
         return runtime
 
     def _start_shipping(self, ledger: Ledger) -> None:
@@ -103,28 +106,29 @@ class Runtime:
             logger.info("no Elasticsearch configured: records stay in the cluster only")
             return
         sink = ElasticsearchSink(es, self.settings.cluster_name)
-        shipper = Shipper(sink, self.api, RECORDS,
-                          PositionStore(self.api, self.settings.namespace),
+        shipper = Shipper(sink, self.api, PositionStore(self.api, self.settings.namespace),
                           batch_size=es.batch_size, flush_interval=es.flush_interval_seconds)
         ledger.on_written.append(shipper.offer)
         self.sinks.append(sink)
         self.shippers.append(shipper)
-        self._spawn(shipper.run())
+        self.supervisor.spawn(f"shipping to {sink.name}", shipper.run)
 
     async def _start_receivers(self, admission: AdmissionCache | None,
                                audit: AuditLog | None) -> None:
-        """Serves the admission webhook and the audit backend, where configured."""
+        """Serves the admission webhook and the audit backend, where configured.
+
+        The settings guarantee the certificates of a configured port (``config``).
+        """
         settings = self.settings
-        if admission is not None and settings.webhook_port:
-            cert_dir = _required(settings.webhook_cert_dir, "webhook_cert_dir")
+        cert_dir = settings.webhook_cert_dir
+        if admission is not None and settings.webhook_port and cert_dir:
             self.closers.append(await receivers.serve(
                 receivers.admission_app(admission), settings.webhook_host,
                 settings.webhook_port, receivers.server_tls(cert_dir)))
             logger.info("admission webhook listening on %s:%d", settings.webhook_host,
                         settings.webhook_port)
-        if audit is not None and settings.audit_port:
-            cert_dir = _required(settings.webhook_cert_dir, "webhook_cert_dir")
-            client_ca = _required(settings.audit_client_ca, "audit_client_ca")
+        client_ca = settings.audit_client_ca
+        if audit is not None and settings.audit_port and cert_dir and client_ca:
             self.closers.append(await receivers.serve(
                 receivers.audit_app(audit), settings.audit_host, settings.audit_port,
                 receivers.server_tls(cert_dir, client_ca=client_ca)))
@@ -137,15 +141,8 @@ class Runtime:
             self.ready = True
             logger.info("every watch has listed its kind: recording changes live")
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        self.background.append(asyncio.create_task(work))
-
     async def stop(self) -> None:
-        for task in self.background:
-            task.cancel()
-        for task in self.background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.supervisor.stop()
         for sink in self.sinks:
             await sink.close()
         for close in self.closers:
@@ -158,9 +155,9 @@ class Runtime:
             await asyncio.sleep(min(PRUNE_EVERY_SECONDS, keep.total_seconds()))
             try:
                 await retention.prune(
-                    self.api, RECORDS, self.settings.namespace, retention=keep,
+                    self.api, self.settings.namespace, retention=keep,
                     delivered_up_to=min(shipper.position for shipper in self.shippers))
-            except Exception:
+            except errors.KubeError:
                 logger.exception("removing expired records failed; trying again next time")
 
     async def _reconcile_periodically(self) -> None:
@@ -170,24 +167,19 @@ class Runtime:
             try:
                 await catchup.record_unobserved_deletions(
                     self.api, self.recorder, self.baselines, self.audited)
-            except Exception:
+            except errors.KubeError:
                 logger.exception("periodic deletion check failed; trying again next time")
 
 
-async def _load_records(api: KubeApi) -> list[dict[str, Any]]:
+async def _load_records(api: Kubernetes) -> list[dict[str, Any]]:
     """Every existing record; a refusal stops the start-up with what to fix."""
     try:
-        records = await retrying(lambda: api.list_all(RECORDS), what="loading records",
-                                 give_up_on=REFUSALS)
-    except ApiException as error:
+        # At start-up nothing is at stake yet: a refusal surfaces at once.
+        records = await backoff.retrying(lambda: list_all(api, kinds.RECORDS),
+                                         what="load records", retry_on=(errors.Unavailable,))
+    except errors.Refused as error:
         raise crd.AccessDeniedError(
-            f"the operator may not list AuditRecords ({error.status} {error.reason}): "
+            f"the operator may not list AuditRecords ({error}): "
             "bind its service account to the chart's ClusterRole (rbac.create=true)"
         ) from None
     return records or []
-
-
-def _required(value: T | None, setting: str) -> T:
-    if value is None:
-        raise config.ConfigError(f"{setting} must be set to serve the webhook endpoints")
-    return value

@@ -1,8 +1,10 @@
-"""kopf handlers: the only module that knows kopf.
+"""kopf handlers, and running kopf: the only module that knows kopf.
 
 Handlers are thin: they hand the raw event to the recorder and return. Only
 ``@kopf.on.event`` is used, so kopf writes nothing onto watched objects (no annotations,
-no finalizers): an audit tool must not cause GitOps drift in what it audits.
+no finalizers): an audit tool must not cause GitOps drift in what it audits. The
+services the handlers call are built once at start-up (``runtime``) and reach them
+through kopf's memo.
 
 Readiness: every watched kind also has an index handler that keeps nothing. kopf holds
 back all other handlers until every indexed kind has been listed once, so the first
@@ -12,14 +14,29 @@ ClusterRoles, so that first event comes.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import kopf
 
-from kubeledger import config, crd, kinds
+from kubeledger import config
 from kubeledger.config import Settings
-from kubeledger.kube import Resource
+from kubeledger.core import kinds
+from kubeledger.core.kinds import Resource
+from kubeledger.kube import crd
 from kubeledger.runtime import Runtime
+
+
+def run(settings: Settings, *, liveness_url: str | None, readiness_url: str | None,
+        verbose: bool) -> None:
+    """Runs the operator until it is stopped; a start-up failure raises."""
+    kopf.configure(verbose=verbose)
+    logging.getLogger("kubeledger").setLevel(logging.DEBUG if verbose else logging.INFO)
+    registry = kopf.OperatorRegistry()
+    register(registry, settings, readiness_url=readiness_url)
+    asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
+                              liveness_endpoint=liveness_url, memo=kopf.Memo()))
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings,
@@ -41,6 +58,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings,
         info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
             **kwargs) or kopf.login_with_kubeconfig(**kwargs)
         return info
+
+    @kopf.on.probe(registry=registry, id="background")
+    def background(memo: kopf.Memo, **_: Any) -> str:
+        # A failing probe handler fails kopf's liveness endpoint (see ``supervision``).
+        # Permanent, so kopf reports it at once instead of retrying it within the probe.
+        problems = memo.runtime.supervisor.problems if "runtime" in memo else []
+        if problems:
+            raise kopf.PermanentError("; ".join(problems))
+        return "ok"
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from integration.kubectl import Kubectl, eventually
-from kubeledger import crd
+from kubeledger.kube import crd
 from stack import helm_tool
 from stack.cluster import Endpoints
 
@@ -128,7 +128,7 @@ def operator_crd(kubectl: Kubectl) -> Json:
     """The AuditRecord CRD as the operator installs it; created only if no one has yet.
 
     In a full session the operator of the other tests has installed it already; run alone,
-    this module creates the very object the operator would (``kubeledger.crd.manifest``),
+    this module creates the very object the operator would (``kubeledger.kube.crd.manifest``),
     so a later operator start finds it unchanged. It is never modified or deleted here.
     """
     if not kubectl("get", "crd", crd.CRD_NAME, "--ignore-not-found", "-o", "name"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeledger import model
+from kubeledger.core import model
 
 RECORD_NAME = "deployment-6f1c2d3e-4b5a-4c7d-9e8f-0a1b2c3d4e5f-48213"
 OBSERVED_AT = datetime(2025, 11, 26, 7, 18, 0, 123456, tzinfo=UTC)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubeledger import model
-from kubeledger.baselines import Baselines
+from kubeledger.core import model
+from kubeledger.core.baselines import Baselines
 from unit import records
 
 WEB_UID = records.deployment().uid

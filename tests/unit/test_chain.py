@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubeledger import chain, model
+from kubeledger.core import chain, model
 from unit import records
 
 Named = tuple[str, dict[str, Any]]  # (record name, spec as written), what verify reads

@@ -138,6 +138,9 @@ def test_every_object_is_valid_for_kubernetes(manifests: list[Manifest]) -> None
         ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
         ("watch.extraKinds={pods}", "/watch/extraKinds"),
         ("elasticsearch.tls=true", "tls"),
+        ("replicaCount=2", "/replicaCount"),
+        ("audit.enabled=true", "/audit/clientCASecret"),
+        ("webhook.service.clusterIP=somewhere", "/webhook/service/clusterIP"),
     ],
 )
 def test_schema_rejects_typos_and_wrong_types(helm: Helm, flag: str, expected: str) -> None:
@@ -235,8 +238,10 @@ def test_deployment_is_locked_down(default_manifests: list[Manifest]) -> None:
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz",
+                                 "--readiness", "http://0.0.0.0:8081/readyz"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     tmp = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108  # the pod's own emptyDir
     assert tmp in container["volumeMounts"]
 
@@ -369,3 +374,45 @@ def test_namespaced_objects_land_in_the_release_namespace(
     for doc in full_manifests:
         expected = "" if doc["kind"] in cluster_scoped else NAMESPACE
         assert doc["metadata"].get("namespace", "") == expected, doc["metadata"]["name"]
+
+
+AUDIT_VALUES = ("--set", "audit.enabled=true", "--set", "audit.clientCASecret=apiserver-ca",
+                "--set", "webhook.service.clusterIP=10.96.0.50")
+
+
+def test_audit_receiver_serves_on_the_webhook_service(helm: Helm) -> None:
+    manifests = helm.template(*AUDIT_VALUES)
+    service = only(manifests, "Service")["spec"]
+    assert service["clusterIP"] == "10.96.0.50"
+    ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["ports"]}
+    assert ports == {"https": (443, "webhook"), "audit": (8443, "audit")}
+    env = container_env(manifests)
+    assert env["KUBELEDGER_AUDIT_PORT"]["value"] == "8443"
+    assert env["KUBELEDGER_AUDIT_CLIENT_CA"]["value"] == "/etc/kubeledger/audit-ca/ca.crt"
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "audit-ca"]
+    assert volume["secret"]["secretName"] == "apiserver-ca"
+
+
+def test_audit_receiver_alone_still_serves_tls(helm: Helm) -> None:
+    manifests = helm.template(*AUDIT_VALUES, "--set", "webhook.enabled=false")
+    assert "ValidatingWebhookConfiguration" not in {doc["kind"] for doc in manifests}
+    (port,) = only(manifests, "Service")["spec"]["ports"]
+    assert port["name"] == "audit"
+    env = container_env(manifests)
+    assert "KUBELEDGER_WEBHOOK_PORT" not in env
+    assert env["KUBELEDGER_WEBHOOK_CERT_DIR"]["value"] == "/etc/kubeledger/webhook"
+
+
+def test_own_serving_certificate_replaces_the_generated_one(helm: Helm) -> None:
+    manifests = helm.template("--set", "webhook.tls.existingSecret=my-tls")
+    assert not [doc for doc in manifests if doc.get("type") == "kubernetes.io/tls"]
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-tls"]
+    assert volume["secret"]["secretName"] == "my-tls"
+
+
+def test_upgrades_replace_the_single_writer(default_manifests: list[Manifest]) -> None:
+    spec = only(default_manifests, "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}

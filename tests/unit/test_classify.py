@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubeledger import classify, model, projection
-from kubeledger.classify import workloads
+from kubeledger.core import classify, model, projection
+from kubeledger.core.classify import workloads
 from unit import objects
 
 Action = model.Action

@@ -140,3 +140,34 @@ def test_a_missing_or_unreadable_file_is_refused(tmp_path: Path) -> None:
     refused({**ENV, config.CONFIG_FILE_ENV: str(tmp_path / "absent.yaml")},
             "cannot read config file", "absent.yaml")
     refused({**ENV, config.CONFIG_FILE_ENV: str(tmp_path)}, "cannot read config file")
+
+
+def test_the_api_timeout_has_a_default_and_must_be_positive() -> None:
+    assert config.load(ENV).api_timeout_seconds == config.DEFAULT_API_TIMEOUT_SECONDS
+    assert config.load({**ENV, "KUBELEDGER_API_TIMEOUT_SECONDS": "5"}).api_timeout_seconds == 5
+    refused({**ENV, "KUBELEDGER_API_TIMEOUT_SECONDS": "0"}, "api_timeout_seconds")
+
+
+@pytest.mark.parametrize(
+    ("environ", "missing"),
+    [
+        ({"KUBELEDGER_WEBHOOK_PORT": "8443"}, "webhook_cert_dir"),
+        ({"KUBELEDGER_AUDIT_PORT": "9443", "KUBELEDGER_AUDIT_CLIENT_CA": "/ca.crt"},
+         "webhook_cert_dir"),
+        ({"KUBELEDGER_AUDIT_PORT": "9443", "KUBELEDGER_WEBHOOK_CERT_DIR": "/certs"},
+         "audit_client_ca"),
+    ],
+)
+def test_a_server_without_its_certificates_is_refused_before_start(
+    environ: dict[str, str], missing: str,
+) -> None:
+    refused({**ENV, **environ}, f"{missing} must be set")
+
+
+def test_servers_with_their_certificates_are_accepted() -> None:
+    settings = config.load({**ENV, "KUBELEDGER_WEBHOOK_PORT": "8443",
+                            "KUBELEDGER_AUDIT_PORT": "9443",
+                            "KUBELEDGER_WEBHOOK_CERT_DIR": "/certs",
+                            "KUBELEDGER_AUDIT_CLIENT_CA": "/ca.crt"})
+
+    assert (settings.webhook_port, settings.audit_port) == (8443, 9443)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from kubeledger import model
+from kubeledger.core import model
 from unit import records
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from kubeledger import diff, model, projection
+from kubeledger.core import diff, model, projection
 from unit import objects
 
 

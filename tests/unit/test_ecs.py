@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from kubeledger import ecs, elasticsearch_setup, model
+from kubeledger.core import model
+from kubeledger.sinks.elasticsearch import ecs
+from kubeledger.sinks.elasticsearch import template as elasticsearch_setup
 from unit import records
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kubeledger.core.model import Commit, CommitSource
 from kubeledger.identity import commit
-from kubeledger.model import Commit, CommitSource
 from unit import identity_objects as io
 from unit import objects
 

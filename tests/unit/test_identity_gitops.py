@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kubeledger.core.model import Commit, CommitSource, InitiatorSource
 from kubeledger.identity import gitops
-from kubeledger.model import Commit, CommitSource, InitiatorSource
 from unit import identity_objects as io
 from unit import objects
 

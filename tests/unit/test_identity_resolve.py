@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kubeledger.core.model import Initiator, InitiatorSource
 from kubeledger.identity import gitops
 from kubeledger.identity.admission import AdmissionIdentity
 from kubeledger.identity.audit import AuditIdentity
@@ -13,7 +14,6 @@ from kubeledger.identity.resolve import (
     tool_from_managed_fields,
 )
 from kubeledger.identity.user import User
-from kubeledger.model import Initiator, InitiatorSource
 from unit import identity_objects as io
 from unit import objects
 

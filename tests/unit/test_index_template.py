@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from kubeledger import ecs, elasticsearch_setup
+from kubeledger.sinks.elasticsearch import ecs
+from kubeledger.sinks.elasticsearch import template as elasticsearch_setup
 from unit import records
 
 

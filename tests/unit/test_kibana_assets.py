@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from kubeledger import elasticsearch_setup, model
+from kubeledger.core import model
+from kubeledger.sinks.elasticsearch import template as elasticsearch_setup
 
 ASSETS = Path(__file__).resolve().parents[2] / "kibana" / "kubeledger.ndjson"
 AGGREGATABLE_TYPES = {"keyword", "date", "long", "boolean", "ip"}

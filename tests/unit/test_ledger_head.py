@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeledger import chain, ledger, model
+from kubeledger.core import chain, model
+from kubeledger.recording import ledger
 from unit import records
 
 

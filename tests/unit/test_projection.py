@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubeledger import projection
+from kubeledger.core import projection
 from unit import objects
 
 

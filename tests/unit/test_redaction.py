@@ -10,7 +10,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from kubeledger import diff, projection, redaction
+from kubeledger.core import diff, projection, redaction
 from unit import objects
 
 SALT = b"cluster-prod-salt"

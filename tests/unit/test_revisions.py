@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubeledger import projection
-from kubeledger.revisions import Revisions
+from kubeledger.core import projection
+from kubeledger.core.revisions import Revisions
 from unit import objects
 
 Body = dict[str, Any]

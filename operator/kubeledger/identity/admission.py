@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubeledger import chain, projection
+from kubeledger.core import chain, projection
 from kubeledger.identity import expiring
 from kubeledger.identity.user import User
 

@@ -25,15 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from kubeledger.core import kinds
 from kubeledger.identity import expiring
 from kubeledger.identity.user import User
 
-AUDITED_RESOURCES = frozenset(
-    {
-        "deployments", "statefulsets", "daemonsets", "rollouts",
-        "roles", "clusterroles", "rolebindings", "clusterrolebindings",
-    }
-)
+# Every kind that can be audited, switched on or not: an event of a kind not watched
+# only waits in the store until it expires.
+AUDITED_RESOURCES = frozenset(resource.plural for resource in kinds.every_audited())
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 # The resourceVersion slot of a deletion's key: deletions are looked up by uid alone.
 DELETION = "DELETE"

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from kubeledger.model import Commit, CommitSource
+from kubeledger.core.model import Commit, CommitSource
 
 COMMIT_ANNOTATION = "kubeledger.io/commit"
 OCI_REVISION_ANNOTATION = "org.opencontainers.image.revision"

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kubeledger.core.model import Commit, CommitSource, InitiatorSource
 from kubeledger.identity import commit, user
-from kubeledger.model import Commit, CommitSource, InitiatorSource
 
 # The controllers' service-account names, as their install manifests create them.
 ARGOCD_CONTROLLER = "argocd-application-controller"

@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubeledger import projection
+from kubeledger.core import projection
+from kubeledger.core.model import Initiator, InitiatorSource
 from kubeledger.identity import gitops
 from kubeledger.identity.admission import AdmissionIdentity
 from kubeledger.identity.audit import AuditIdentity
 from kubeledger.identity.user import User
-from kubeledger.model import Initiator, InitiatorSource
 
 DECLARED_INITIATOR_ANNOTATION = "kubeledger.io/initiator"
 

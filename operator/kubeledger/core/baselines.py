@@ -1,0 +1,113 @@
+"""The last recorded state of every audited object: what the next change is diffed against.
+
+Rebuilt at start-up from the AuditRecords themselves (each carries the redacted snapshot
+of its object after the change), so the operator keeps no state of its own that could
+drift from the trail. Only the projection needed for diffs is held, never whole objects,
+and as canonical JSON bytes: a fifth of the memory of the same data as Python dicts, and
+an unchanged object (status churn, the most common event) is recognised by comparing
+bytes, without decoding anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubeledger.core.model import Action, Subject
+
+DELETING_ACTIONS = frozenset({Action.DELETED.value, Action.DELETED_WHILE_UNOBSERVED.value})
+
+
+@dataclass
+class Baseline:
+    """The object as last recorded (or last seen unchanged)."""
+
+    subject: Subject
+    encoded: bytes  # canonical JSON of the redacted projection
+    # When this entry was last confirmed, on the monotonic clock: lets the deletion
+    # reconciler ignore objects it cannot have seen in a listing started earlier.
+    seen_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The projection, decoded (only when a change is diffed or classified)."""
+        decoded: dict[str, Any] = json.loads(self.encoded)
+        return decoded
+
+
+class Baselines:
+    """uid -> Baseline for every live audited object."""
+
+    def __init__(self) -> None:
+        self._by_uid: dict[str, Baseline] = {}
+        # (kind, namespace, name) -> uid: bindings resolve their role by name.
+        self._uid_by_name: dict[tuple[str, str, str], str] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+    def get(self, uid: str) -> Baseline | None:
+        return self._by_uid.get(uid)
+
+    def remember(self, subject: Subject, snapshot: Mapping[str, Any]) -> None:
+        self.remember_encoded(subject, encode(snapshot))
+
+    def remember_encoded(self, subject: Subject, encoded: bytes) -> None:
+        self._by_uid[subject.uid] = Baseline(subject, encoded)
+        self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
+
+    def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
+        uid = self._uid_by_name.get((kind, namespace, name))
+        return self._by_uid.get(uid) if uid else None
+
+    def touch(self, uid: str) -> None:
+        """Marks an unchanged object as seen now."""
+        baseline = self._by_uid.get(uid)
+        if baseline is not None:
+            baseline.seen_at = time.monotonic()
+
+    def forget(self, uid: str) -> None:
+        baseline = self._by_uid.pop(uid, None)
+        if baseline is not None:
+            subject = baseline.subject
+            key = (subject.kind, subject.namespace or "", subject.name)
+            if self._uid_by_name.get(key) == uid:
+                del self._uid_by_name[key]
+
+    def of_kind(self, api_version: str, kind: str) -> Iterator[Baseline]:
+        for baseline in list(self._by_uid.values()):
+            if baseline.subject.kind == kind and baseline.subject.apiVersion == api_version:
+                yield baseline
+
+    @classmethod
+    def from_records(cls, specs: Iterable[Mapping[str, Any]]) -> Baselines:
+        """The latest record of each object wins; objects last recorded as deleted drop out."""
+        latest: dict[str, Mapping[str, Any]] = {}
+        for spec in specs:
+            uid = spec["subject"]["uid"]
+            current = latest.get(uid)
+            if current is None or _order(spec) > _order(current):
+                latest[uid] = spec
+        baselines = cls()
+        for spec in latest.values():
+            if spec["action"] not in DELETING_ACTIONS and spec.get("snapshot") is not None:
+                baselines.remember(Subject.model_validate(spec["subject"]), spec["snapshot"])
+        return baselines
+
+
+def encode(snapshot: Mapping[str, Any]) -> bytes:
+    """The stored form of a projection: compact JSON with sorted keys.
+
+    Deterministic, which is all an equality test needs, and done by the C encoder: this
+    runs on every watch event. (The hash chain's canonical form also normalises floats,
+    at several times the cost.)
+    """
+    return json.dumps(snapshot, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+
+
+def _order(spec: Mapping[str, Any]) -> tuple[int, str]:
+    return (spec.get("chain", {}).get("sequence", 0), spec.get("observedAt", ""))

@@ -1,0 +1,186 @@
+"""The decision at the heart of the operator: which watch event becomes which record.
+
+Pure. Every event of an audited object is projected (``projection``) and redacted
+(``redaction``), then compared with the object's baseline (its last recorded state).
+Equal means nothing meaningful changed (status churn, bookkeeping): ``Unchanged``.
+Otherwise the change is classified (``classify``); a change no record describes moves
+the baseline only (``Rebaseline``); any other is diffed (``diff``) into a ``Draft``:
+everything the record will say except who made the change and which commit. Those take
+I/O, so ``recording.recorder`` adds them and hands the record to the ledger.
+
+Events from kopf's initial listing (type None) are changes seen after the fact: the
+operator was not watching when they happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubeledger.core import classify, diff, projection
+from kubeledger.core.baselines import Baseline, encode
+from kubeledger.core.classify import RoleRulesResolver
+from kubeledger.core.classify.common import rules_unknown
+from kubeledger.core.kinds import Resource
+from kubeledger.core.model import (
+    Action,
+    Commit,
+    FieldChange,
+    Initiator,
+    Observation,
+    RecordSpec,
+    Severity,
+    Subject,
+    record_name,
+)
+from kubeledger.core.redaction import Redactor
+from kubeledger.core.revisions import Revisions
+
+LIVE_EVENTS = frozenset({"ADDED", "MODIFIED"})
+DELETING_ACTIONS = frozenset({Action.DELETED, Action.DELETED_WHILE_UNOBSERVED})
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """Nothing worth a record changed: the baseline is confirmed as seen now."""
+
+
+@dataclass(frozen=True)
+class Rebaseline:
+    """A change no record describes (a rollout going back to progressing).
+
+    Nothing is written; the next change is diffed from here.
+    """
+
+    subject: Subject
+    encoded: bytes
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A record to write, but for who made the change and which commit it came from."""
+
+    name: str
+    subject: Subject
+    action: Action
+    severity: Severity
+    observation: Observation
+    reasons: tuple[str, ...] = ()
+    changes: tuple[FieldChange, ...] = ()
+    changes_truncated: bool = False
+    snapshot: dict[str, Any] | None = None
+    # The object's baseline once the record is written (``snapshot`` encoded); None
+    # after a deletion, when the object is forgotten.
+    encoded: bytes | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.observation is Observation.LIVE
+
+    @property
+    def deleted(self) -> bool:
+        return self.action in DELETING_ACTIONS
+
+    def record(self, *, cluster: str, observed_at: datetime, initiator: Initiator,
+               commit: Commit) -> RecordSpec:
+        """The record's spec, with what attribution found."""
+        return RecordSpec(
+            action=self.action, severity=self.severity, observedAt=observed_at,
+            observation=self.observation, cluster=cluster, subject=self.subject,
+            changes=list(self.changes), changesTruncated=self.changes_truncated,
+            reasons=list(self.reasons), initiator=initiator, commit=commit,
+            snapshot=self.snapshot,
+        )
+
+
+Decision = Unchanged | Rebaseline | Draft
+
+
+def decide(
+    resource: Resource,
+    event_type: str | None,
+    body: Mapping[str, Any],
+    *,
+    baseline: Baseline | None,
+    redactor: Redactor,
+    revisions: Revisions,
+    role_rules: RoleRulesResolver = rules_unknown,
+    max_changes: int = 64,
+) -> Decision:
+    """What one watch event of a ``resource`` object means for the trail.
+
+    ``baseline`` is the object's last recorded state (None when it was never recorded);
+    ``revisions`` tells a rollback from a new template; ``role_rules`` finds the rules of
+    the role a binding names, for its severity.
+    """
+    subject = subject_of(resource, body)
+    if event_type == "DELETED":
+        last_known = baseline.snapshot if baseline else redactor.redact(projection.project(body))
+        return _deletion(subject, last_known, Observation.LIVE,
+                         _context(subject, revisions, role_rules, live=True))
+    new = redactor.redact(projection.project(body))
+    encoded = encode(new)
+    if baseline is not None and baseline.encoded == encoded:
+        return Unchanged()
+    old = baseline.snapshot if baseline else None
+    # Seen live only when the watch delivered the change itself; a listing shows the
+    # result of changes made while nobody watched.
+    live = event_type in LIVE_EVENTS and (baseline is not None or event_type == "ADDED")
+    verdict = classify.classify(subject.kind, old, new,
+                                _context(subject, revisions, role_rules, live=live))
+    if verdict is None:
+        return Rebaseline(subject, encoded)
+    action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
+    if not live and old is not None:
+        reasons.insert(0, f"seen after the fact; the change looks like {action.value}")
+        action, severity = Action.CHANGED_WHILE_UNOBSERVED, max(
+            severity, Severity.NOTICE, key=lambda level: level.rank)
+    changes, truncated = diff.diff(old, new, max_changes=max_changes)
+    return Draft(
+        name=record_name(subject), subject=subject, action=action, severity=severity,
+        observation=Observation.LIVE if live else Observation.AFTER_THE_FACT,
+        reasons=tuple(reasons), changes=tuple(changes), changes_truncated=truncated,
+        snapshot=new, encoded=encoded,
+    )
+
+
+def unobserved_deletion(baseline: Baseline, *, revisions: Revisions,
+                        role_rules: RoleRulesResolver = rules_unknown) -> Draft:
+    """The record of an object that vanished while the operator was not watching."""
+    return _deletion(baseline.subject, baseline.snapshot, Observation.AFTER_THE_FACT,
+                     _context(baseline.subject, revisions, role_rules, live=True))
+
+
+def subject_of(resource: Resource, body: Mapping[str, Any]) -> Subject:
+    metadata = body["metadata"]
+    return Subject(
+        apiVersion=resource.api_version, kind=resource.kind,
+        namespace=metadata.get("namespace") or None, name=metadata["name"], uid=metadata["uid"],
+        resourceVersion=metadata["resourceVersion"],
+    )
+
+
+def _deletion(subject: Subject, old: dict[str, Any], observation: Observation,
+              context: classify.Context) -> Draft:
+    verdict = classify.classify(subject.kind, old, None, context)
+    return Draft(
+        # Both ways of seeing a deletion share one name: it is recorded once.
+        name=record_name(subject, deleted=True), subject=subject,
+        action=Action.DELETED if observation is Observation.LIVE
+        else Action.DELETED_WHILE_UNOBSERVED,
+        severity=verdict.severity if verdict else Severity.WARNING,
+        observation=observation, reasons=verdict.reasons if verdict else (),
+    )
+
+
+def _context(subject: Subject, revisions: Revisions, role_rules: RoleRulesResolver, *,
+             live: bool) -> classify.Context:
+    # After the fact, the ReplicaSet made for the new template exists already and looks
+    # as old as the rollback target would: only a live change can be told to be a rollback.
+    earlier = (revisions.earlier_templates(subject.uid, subject.resourceVersion)
+               if live else frozenset())
+    return classify.Context(namespace=subject.namespace or "",
+                            older_revision_fingerprints=earlier,
+                            resolve_role_rules=role_rules)

@@ -1,0 +1,86 @@
+"""Every Kubernetes resource the operator addresses, and the one list of what is audited.
+
+Deployments and the four RBAC kinds are always audited; Argo Rollouts too (kopf starts
+that watch only once the CRD exists); StatefulSets and DaemonSets when configured
+(``watch_extra_kinds``). ReplicaSets are watched separately: they are read to understand
+revisions, never recorded. The rest are read or written, never watched: the operator's
+own AuditRecords, its CRD, and the GitOps objects that say who synced a change.
+
+Whatever else must agree with this list is derived from it or checked against it: the
+settings' choice of extra kinds (``config``), the audit events kept (``identity.audit``),
+and, by a unit test, the chart's webhook rules and the test stack's audit policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kubeledger.core import model
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A Kubernetes resource addressed the way the dynamic API needs it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    # Has a ``scale`` subresource: writes through it (``kubectl scale``, autoscalers) are
+    # seen by a webhook or an audit policy only when a rule names ``<plural>/scale``.
+    scalable: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment", namespaced=True,
+                       scalable=True)
+ROLLOUTS = Resource("argoproj.io", "v1alpha1", "rollouts", "Rollout", namespaced=True,
+                    scalable=True)
+ROLES = Resource(RBAC_GROUP, "v1", "roles", "Role", namespaced=True)
+CLUSTER_ROLES = Resource(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", namespaced=False)
+ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", namespaced=True)
+CLUSTER_ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding",
+                                 namespaced=False)
+REPLICA_SETS = Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True)
+
+EXTRA_WORKLOADS = {
+    "statefulsets": Resource("apps", "v1", "statefulsets", "StatefulSet", namespaced=True,
+                             scalable=True),
+    "daemonsets": Resource("apps", "v1", "daemonsets", "DaemonSet", namespaced=True),
+}
+
+# What the operator itself keeps and installs.
+RECORDS = Resource(model.GROUP, model.VERSION, model.PLURAL, model.KIND, namespaced=False)
+CUSTOM_RESOURCE_DEFINITIONS = Resource("apiextensions.k8s.io", "v1",
+                                       "customresourcedefinitions",
+                                       "CustomResourceDefinition", namespaced=False)
+
+# What the GitOps controllers keep about a sync: read to name its trigger and commit.
+ARGOCD_APPLICATIONS = Resource("argoproj.io", "v1alpha1", "applications", "Application",
+                               namespaced=True)
+FLUX_OWNERS = {
+    "Kustomization": Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations",
+                              "Kustomization", namespaced=True),
+    "HelmRelease": Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease",
+                            namespaced=True),
+}
+
+
+def audited(extra_kinds: Iterable[str] = ()) -> list[Resource]:
+    """Every resource whose changes become records."""
+    return [
+        DEPLOYMENTS, ROLLOUTS, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
+        *(EXTRA_WORKLOADS[name] for name in extra_kinds),
+    ]
+
+
+def every_audited() -> list[Resource]:
+    """Every resource that can be audited, with every extra kind switched on."""
+    return audited(EXTRA_WORKLOADS)

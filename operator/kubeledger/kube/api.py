@@ -1,0 +1,76 @@
+"""What the operator asks of Kubernetes: the one seam between its services and the cluster.
+
+``Kubernetes`` is the protocol; ``kube.client.KubeClient`` implements it with the official
+client, and the unit tests' in-memory fake (``tests/unit/fake_kube.py``) implements it
+for fast tests of the ledger, the shipper, retention, catch-up and attribution. Objects
+travel as plain JSON-like dicts, the way kopf hands them to handlers. Every method raises
+the errors of ``kube.errors`` and nothing else from the client library.
+
+The few compositions every caller would otherwise repeat (a listing where an absent
+resource is no error) are functions here, over the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from kubeledger.core.kinds import Resource
+from kubeledger.kube import errors
+
+T = TypeVar("T")
+Object = dict[str, Any]
+
+
+class Kubernetes(Protocol):
+    """The apiserver calls the operator makes; kopf does the watching."""
+
+    async def get(self, resource: Resource, name: str, *,
+                  namespace: str | None = None) -> Object:
+        """One object; NotFound when it (or its resource) does not exist."""
+        ...
+
+    async def list(self, resource: Resource, keep: Callable[[Object], T]) -> list[T]:
+        """``keep(item)`` for every object of ``resource`` in all namespaces.
+
+        Only what ``keep`` returns is held: listing every Deployment of a large cluster
+        must not hold every Deployment. NotFound when the resource does not exist.
+        """
+        ...
+
+    async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        """Creates a cluster-scoped object; Conflict when the name is taken."""
+        ...
+
+    async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        """Replaces a cluster-scoped object; Conflict when its resourceVersion is stale."""
+        ...
+
+    async def delete(self, resource: Resource, name: str) -> None:
+        """Deletes a cluster-scoped object; NotFound when it is gone already."""
+        ...
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        """A ConfigMap's data; NotFound when it does not exist."""
+        ...
+
+    async def write_config_map(self, namespace: str, name: str,
+                               data: Mapping[str, str]) -> None:
+        """Creates the ConfigMap or replaces its data."""
+        ...
+
+
+async def list_all(api: Kubernetes, resource: Resource) -> list[Object] | None:
+    """Every object of ``resource``; None when the resource does not exist (an absent CRD)."""
+    try:
+        return await api.list(resource, lambda item: item)
+    except errors.NotFound:
+        return None
+
+
+async def list_uids(api: Kubernetes, resource: Resource) -> set[str] | None:
+    """The uids of every object of ``resource``; None when the resource does not exist."""
+    try:
+        return set(await api.list(resource, lambda item: str(item["metadata"]["uid"])))
+    except errors.NotFound:
+        return None

@@ -1,0 +1,138 @@
+"""The Kubernetes edge: ``kube.api.Kubernetes`` implemented with the official client.
+
+The only module that imports the client library. Its calls block, so each runs in a
+worker thread (``asyncio.to_thread``): a blocking call inside an async handler would
+stall every other handler. Every call carries a timeout (``api_timeout_seconds``): a
+thread cannot be cancelled, and one connection that never answers must not hold up
+recording for good. The client's own retries are off: ``backoff.retrying`` is the one
+retry loop, and it sees each failure as one of the errors of ``kube.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+import urllib3.exceptions
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from kubeledger.core.kinds import Resource
+from kubeledger.kube import errors
+from kubeledger.kube.api import Object
+
+PAGE_SIZE = 500
+T = TypeVar("T")
+UNAVAILABLE_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+
+
+def load_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
+    # The client's config loaders carry no type annotations.
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return api_client(client.Configuration.get_default_copy())
+
+
+def api_client(configuration: client.Configuration) -> client.ApiClient:
+    """A client without urllib3's retries: a failure surfaces at once, to our backoff."""
+    configuration.retries = False
+    return client.ApiClient(configuration)
+
+
+class KubeClient:
+    """Blocking calls, each run in a thread with a timeout; errors translated here."""
+
+    def __init__(self, api_client: client.ApiClient, *, timeout_seconds: float) -> None:
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._timeout = timeout_seconds
+
+    async def get(self, resource: Resource, name: str, *,
+                  namespace: str | None = None) -> Object:
+        if namespace is None:
+            return await self._call(self._custom.get_cluster_custom_object,
+                                    resource.group, resource.version, resource.plural, name)
+        return await self._call(self._custom.get_namespaced_custom_object, resource.group,
+                                resource.version, namespace, resource.plural, name)
+
+    async def list(self, resource: Resource, keep: Callable[[Object], T]) -> list[T]:
+        items: list[T] = []
+        token: str | None = None
+        while True:
+            paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
+            page = await self._call(self._custom.list_cluster_custom_object, resource.group,
+                                    resource.version, resource.plural, **paging)
+            items.extend(keep(item) for item in page.get("items", []))
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                return items
+
+    async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        return await self._call(self._custom.create_cluster_custom_object, resource.group,
+                                resource.version, resource.plural, dict(body))
+
+    async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        return await self._call(self._custom.replace_cluster_custom_object, resource.group,
+                                resource.version, resource.plural, body["metadata"]["name"],
+                                dict(body))
+
+    async def delete(self, resource: Resource, name: str) -> None:
+        await self._call(self._custom.delete_cluster_custom_object, resource.group,
+                         resource.version, resource.plural, name)
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        found = await self._run(self._core.read_namespaced_config_map, name, namespace)
+        return dict(found.data or {})
+
+    async def write_config_map(self, namespace: str, name: str,
+                               data: Mapping[str, str]) -> None:
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace), data=dict(data))
+        try:
+            await self._run(self._core.replace_namespaced_config_map, name, namespace, body)
+        except errors.NotFound:
+            await self._run(self._core.create_namespaced_config_map, namespace, body)
+
+    async def _call(self, function: Callable[..., object], *args: Any,
+                    **kwargs: Any) -> Object:
+        return cast(Object, await self._run(function, *args, **kwargs))
+
+    async def _run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Runs one blocking client call in a thread, bounded by the timeout."""
+        try:
+            return await asyncio.to_thread(function, *args, _request_timeout=self._timeout,
+                                           **kwargs)
+        except ApiException as error:
+            raise _from_status(error) from error
+        except urllib3.exceptions.HTTPError as error:
+            raise _from_transport(error) from error
+        except OSError as error:
+            raise errors.Unavailable(f"Kubernetes API unreachable: {error}") from error
+
+
+def _from_status(error: ApiException) -> errors.KubeError:
+    status = int(error.status or 0)
+    message = f"{status} {error.reason}"
+    if status == 404:
+        return errors.NotFound(message, status=status)
+    if status == 409:
+        return errors.Conflict(message, status=status)
+    if status in (401, 403):
+        # The body says which verb on which resource was refused: what an admin must grant.
+        return errors.Refused(f"{message}: {error.body}", status=status)
+    if status in UNAVAILABLE_STATUSES:
+        return errors.Unavailable(f"Kubernetes API unavailable ({message})", status=status)
+    return errors.KubeError(f"{message}: {error.body}", status=status)
+
+
+def _from_transport(error: urllib3.exceptions.HTTPError) -> errors.KubeError:
+    cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    # urllib3 derives a refused connection from its connect timeout: ask for it first.
+    if isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+            cause, urllib3.exceptions.NewConnectionError):
+        return errors.TimedOut(f"Kubernetes API did not answer in time: {cause}")
+    return errors.Unavailable(f"Kubernetes API unreachable: {cause}")

@@ -1,0 +1,104 @@
+"""Turning what the watch sees into records: decide, attribute, append.
+
+What an event means is decided by ``core.decision`` (pure). This module does the rest,
+which takes I/O: it asks the attribution who made the change and which commit it came
+from (a live change may wait a moment for its audit event), hands the record to the
+ledger, and moves the object's baseline once the record is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubeledger.core import decision
+from kubeledger.core.baselines import Baseline, Baselines
+from kubeledger.core.kinds import Resource
+from kubeledger.core.model import Commit, Initiator, RecordSpec, Subject
+from kubeledger.core.redaction import Redactor
+from kubeledger.core.revisions import Revisions
+from kubeledger.recording.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+
+class Attribution(Protocol):
+    """Who made a change and which commit it came from (see ``identity.attribution``)."""
+
+    async def __call__(self, subject: Subject, body: Mapping[str, Any] | None, *,
+                       deleted: bool, live: bool) -> tuple[Initiator, Commit]: ...
+
+
+async def unattributed(subject: Subject, body: Mapping[str, Any] | None, *,
+                       deleted: bool, live: bool) -> tuple[Initiator, Commit]:
+    """Attribution when nothing is known: ``unresolved`` on both counts."""
+    return Initiator(), Commit()
+
+
+class Recorder:
+    """Writes the record each event calls for, and keeps the baselines in step."""
+
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        redactor: Redactor,
+        baselines: Baselines,
+        revisions: Revisions,
+        ledger: Ledger,
+        attribute: Attribution = unattributed,
+        max_changes: int = 64,
+    ) -> None:
+        self._cluster = cluster
+        self._redactor = redactor
+        self._baselines = baselines
+        self._revisions = revisions
+        self._ledger = ledger
+        self._attribute = attribute
+        self._max_changes = max_changes
+
+    async def observe(self, resource: Resource, event_type: str | None,
+                      body: Mapping[str, Any]) -> RecordSpec | None:
+        """Handles one watch event; returns the record written, if any."""
+        uid = body["metadata"]["uid"]
+        decided = decision.decide(
+            resource, event_type, body, baseline=self._baselines.get(uid),
+            redactor=self._redactor, revisions=self._revisions, role_rules=self._role_rules,
+            max_changes=self._max_changes)
+        match decided:
+            case decision.Unchanged():
+                self._baselines.touch(uid)
+                return None
+            case decision.Rebaseline(subject=subject, encoded=encoded):
+                self._baselines.remember_encoded(subject, encoded)
+                return None
+            case decision.Draft():
+                return await self._write(decided, body)
+
+    async def record_unobserved_deletion(self, baseline: Baseline) -> RecordSpec | None:
+        """Records an object that vanished while the operator was not watching."""
+        draft = decision.unobserved_deletion(baseline, revisions=self._revisions,
+                                             role_rules=self._role_rules)
+        return await self._write(draft, None)
+
+    async def _write(self, draft: decision.Draft,
+                     body: Mapping[str, Any] | None) -> RecordSpec | None:
+        initiator, commit = await self._attribute(draft.subject, body, deleted=draft.deleted,
+                                                  live=draft.live)
+        spec = draft.record(cluster=self._cluster, observed_at=datetime.now(UTC),
+                            initiator=initiator, commit=commit)
+        written = await self._ledger.append(draft.name, spec)
+        if draft.encoded is None:
+            self._baselines.forget(draft.subject.uid)
+        else:
+            self._baselines.remember_encoded(draft.subject, draft.encoded)
+        return written
+
+    def _role_rules(self, kind: str, namespace: str, name: str) -> list[Mapping[str, Any]] | None:
+        baseline = self._baselines.find(kind, namespace, name)
+        if baseline is None:
+            return None
+        rules: list[Mapping[str, Any]] = baseline.snapshot.get("rules", [])
+        return rules

@@ -1,0 +1,98 @@
+"""Removing old records from the cluster once every sink has them.
+
+The cluster holds a recent window; Elasticsearch keeps the history. A record goes only
+when it is older than the retention, delivered to every configured sink, and not the
+latest record of its object: that one is the object's baseline, the state the next
+change (or a catch-up after downtime) is diffed against. Without any sink nothing is
+removed: the cluster is then the only copy of the history. The highest sequence ever
+removed is kept in a ConfigMap, so ``kubeledger verify`` can tell these gaps from records
+removed by someone else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubeledger import backoff
+from kubeledger.core import kinds
+from kubeledger.kube import errors
+from kubeledger.kube.api import Kubernetes, list_all
+
+logger = logging.getLogger(__name__)
+
+
+WATERMARK_CONFIG_MAP = "kubeledger-retention"
+WATERMARK_KEY = "prunedThrough"
+
+
+def expired(records: list[Mapping[str, Any]], *, now: datetime, retention: timedelta,
+            delivered_up_to: int) -> list[tuple[str, int]]:
+    """``(name, sequence)`` of the records that may go (pure: the rule above, nothing else).
+
+    ``delivered_up_to`` is the lowest delivery position over all sinks.
+    """
+    latest: dict[str, int] = {}
+    for record in records:
+        spec = record["spec"]
+        uid, sequence = spec["subject"]["uid"], spec["chain"]["sequence"]
+        latest[uid] = max(latest.get(uid, 0), sequence)
+    cutoff = now - retention
+    chosen = []
+    for record in records:
+        spec = record["spec"]
+        sequence = spec["chain"]["sequence"]
+        if (datetime.fromisoformat(spec["observedAt"]) < cutoff
+                and sequence <= delivered_up_to
+                and latest[spec["subject"]["uid"]] != sequence):
+            chosen.append((record["metadata"]["name"], sequence))
+    return chosen
+
+
+async def pruned_through(api: Kubernetes, namespace: str) -> int:
+    """How far retention has pruned: gaps in the chain up to here are expected."""
+    try:
+        data = await api.read_config_map(namespace, WATERMARK_CONFIG_MAP)
+    except errors.NotFound:
+        return 0  # nothing pruned yet
+    return int(data.get(WATERMARK_KEY, 0))
+
+
+async def prune(api: Kubernetes, namespace: str, *, retention: timedelta,
+                delivered_up_to: int) -> int:
+    """Deletes expired records; returns how many.
+
+    The watermark is raised before anything is deleted, so a crash half-way leaves only
+    gaps ``kubeledger verify`` knows to expect.
+    """
+    records = await backoff.retrying(lambda: list_all(api, kinds.RECORDS),
+                                     what="list records", retry_on=errors.WORTH_WAITING_FOR)
+    chosen = expired([r for r in records or [] if "chain" in r["spec"]],
+                     now=datetime.now(UTC), retention=retention,
+                     delivered_up_to=delivered_up_to)
+    if not chosen:
+        return 0
+    previous = await backoff.retrying(lambda: pruned_through(api, namespace),
+                                      what="read the retention watermark",
+                                      retry_on=errors.WORTH_WAITING_FOR)
+    watermark = max(previous, *(sequence for _, sequence in chosen))
+    await backoff.retrying(lambda: api.write_config_map(namespace, WATERMARK_CONFIG_MAP,
+                                                        {WATERMARK_KEY: str(watermark)}),
+                           what="save the retention watermark",
+                           retry_on=errors.WORTH_WAITING_FOR)
+    for name, _ in chosen:
+        await backoff.retrying(functools.partial(_delete, api, name),
+                               what=f"remove expired record {name}",
+                               retry_on=errors.WORTH_WAITING_FOR)
+    logger.info("removed %d delivered, superseded records older than %s", len(chosen),
+                retention)
+    return len(chosen)
+
+
+async def _delete(api: Kubernetes, name: str) -> None:
+    with contextlib.suppress(errors.NotFound):  # gone already: what we wanted
+        await api.delete(kinds.RECORDS, name)

@@ -1,0 +1,1 @@
+"""Figures of the operator's hot paths, printed by ``make bench``; not a test suite."""

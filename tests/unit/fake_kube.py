@@ -1,0 +1,134 @@
+"""An in-memory Kubernetes for unit tests: ``kube.api.Kubernetes`` over a dict.
+
+It keeps objects by (resource, namespace, name), gives each write a resourceVersion,
+answers with the errors of ``kubeledger.kube.errors`` as the apiserver would (404, 409),
+and counts every call. ``fail`` queues failures for the next calls of one method, so a
+test can stage an outage, a refusal or a lost answer (the write happens, then the call
+fails: a timeout after the apiserver acted).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from kubeledger.core import kinds
+from kubeledger.core.kinds import Resource
+from kubeledger.kube import errors
+
+T = TypeVar("T")
+Object = dict[str, Any]
+Key = tuple[str, str, str, str]  # (group, plural, namespace, name)
+
+
+class FakeKube:
+    """What the operator sees of a cluster, without one."""
+
+    def __init__(self) -> None:
+        self.objects: dict[Key, Object] = {}
+        self.config_maps: dict[tuple[str, str], dict[str, str]] = {}
+        self.calls: Counter[str] = Counter()
+        # method -> failures to raise on its next calls; ``after=True`` acts first.
+        self._failures: defaultdict[str, deque[tuple[errors.KubeError, bool]]] = (
+            defaultdict(deque))
+        self._versions = itertools.count(1000)
+        # Awaited after each listing, before it returns: what happens while it travels.
+        self.after_list: list[Callable[[], Awaitable[None]]] = []
+
+    def fail(self, method: str, error: errors.KubeError, *, times: int = 1,
+             after: bool = False) -> None:
+        """The next ``times`` calls of ``method`` raise ``error`` (having acted, if ``after``)."""
+        self._failures[method].extend([(error, after)] * times)
+
+    def add(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        """Puts an object into the cluster directly (as someone else would)."""
+        stored = copy.deepcopy(dict(body))
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.objects[_key(resource, stored["metadata"])] = stored
+        return copy.deepcopy(stored)
+
+    def of(self, resource: Resource) -> list[Object]:
+        """The stored objects of ``resource``, in order of creation."""
+        return [copy.deepcopy(body) for key, body in self.objects.items()
+                if key[:2] == (resource.group, resource.plural)]
+
+    def records(self) -> dict[str, Object]:
+        """AuditRecords by name: their specs."""
+        return {body["metadata"]["name"]: body["spec"] for body in self.of(kinds.RECORDS)}
+
+    # The protocol.
+
+    async def get(self, resource: Resource, name: str, *,
+                  namespace: str | None = None) -> Object:
+        with self._call("get"):
+            found = self.objects.get((resource.group, resource.plural, namespace or "", name))
+            if found is None:
+                raise errors.NotFound(f"404 {resource.plural} {name} not found", status=404)
+            return copy.deepcopy(found)
+
+    async def list(self, resource: Resource, keep: Callable[[Object], T]) -> list[T]:
+        with self._call("list"):
+            listed = [keep(body) for body in self.of(resource)]
+        for happening in self.after_list:
+            await happening()
+        return listed
+
+    async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        with self._call("create"):
+            if _key(resource, body["metadata"]) in self.objects:
+                raise errors.Conflict(f"409 {body['metadata']['name']} exists", status=409)
+            return self.add(resource, body)
+
+    async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        with self._call("replace"):
+            key = _key(resource, body["metadata"])
+            if key not in self.objects:
+                raise errors.NotFound("404 not found", status=404)
+            current = self.objects[key]["metadata"]["resourceVersion"]
+            if body["metadata"].get("resourceVersion", current) != current:
+                raise errors.Conflict("409 the object has been modified", status=409)
+            return self.add(resource, body)
+
+    async def delete(self, resource: Resource, name: str) -> None:
+        with self._call("delete"):
+            if self.objects.pop((resource.group, resource.plural, "", name), None) is None:
+                raise errors.NotFound(f"404 {name} not found", status=404)
+
+    async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
+        with self._call("read_config_map"):
+            if (namespace, name) not in self.config_maps:
+                raise errors.NotFound(f"404 configmap {name} not found", status=404)
+            return dict(self.config_maps[(namespace, name)])
+
+    async def write_config_map(self, namespace: str, name: str,
+                               data: Mapping[str, str]) -> None:
+        with self._call("write_config_map"):
+            self.config_maps[(namespace, name)] = dict(data)
+
+    def _call(self, method: str) -> _Call:
+        self.calls[method] += 1
+        queued = self._failures[method]
+        return _Call(*queued.popleft()) if queued else _Call(None, after=False)
+
+
+class _Call:
+    """Raises a staged failure before the call acts, or after it (a lost answer)."""
+
+    def __init__(self, error: errors.KubeError | None, after: bool) -> None:
+        self._error = error
+        self._after = after
+
+    def __enter__(self) -> None:
+        if self._error is not None and not self._after:
+            raise self._error
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._error is not None and self._after and kind is None:
+            raise self._error
+
+
+def _key(resource: Resource, metadata: Mapping[str, Any]) -> Key:
+    return (resource.group, resource.plural, metadata.get("namespace") or "", metadata["name"])

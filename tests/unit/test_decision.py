@@ -1,0 +1,240 @@
+"""The decision as a whole: from a watch event and a baseline to what the trail records.
+
+One test per action of the vocabulary (README "Actions"), through ``decision.decide`` as
+the recorder calls it: projected, redacted, compared, classified, diffed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from kubeledger.core import decision, kinds, model, projection
+from kubeledger.core.baselines import Baseline, Baselines
+from kubeledger.core.classify import workloads
+from kubeledger.core.redaction import Redactor
+from kubeledger.core.revisions import Revisions
+from unit import objects, records
+
+Action = model.Action
+Severity = model.Severity
+Body = dict[str, Any]
+
+OLD_IMAGE = "registry.example.com/shop/web:1.4.1"
+NEW_IMAGE = "registry.example.com/shop/web:1.4.2"
+REDACTOR = Redactor(b"decision-salt")
+
+
+def web(image: str = NEW_IMAGE, *, version: int = 48213, **kwargs: Any) -> Body:
+    """A Deployment running ``image``, at resourceVersion ``version``."""
+    template = objects.pod_template([objects.container(image=image)],
+                                    annotations=kwargs.pop("template_annotations", None))
+    body = objects.deployment(template=template, **kwargs)
+    body["metadata"]["resourceVersion"] = str(version)
+    return body
+
+
+def later(body: Body, version: int = 48300) -> Body:
+    body["metadata"]["resourceVersion"] = str(version)
+    return body
+
+
+def baseline_of(resource: kinds.Resource, body: Mapping[str, Any]) -> Baseline:
+    """The baseline the recorder keeps after recording ``body``."""
+    baselines = Baselines()
+    subject = decision.subject_of(resource, body)
+    baselines.remember(subject, REDACTOR.redact(projection.project(body)))
+    found = baselines.get(subject.uid)
+    assert found is not None
+    return found
+
+
+def decide(old: Body | None, new: Body, event_type: str | None = "MODIFIED", *,
+           resource: kinds.Resource = kinds.DEPLOYMENTS,
+           revisions: Revisions | None = None,
+           role_rules: Mapping[tuple[str, str, str], list[Any]] | None = None,
+           ) -> decision.Decision:
+    rules = role_rules or {}
+    return decision.decide(
+        resource, event_type, new,
+        baseline=baseline_of(resource, old) if old is not None else None,
+        redactor=REDACTOR, revisions=revisions or Revisions(),
+        role_rules=lambda kind, namespace, name: rules.get((kind, namespace, name)))
+
+
+def drafted(result: decision.Decision, action: Action, severity: Severity) -> decision.Draft:
+    assert isinstance(result, decision.Draft), result
+    assert (result.action, result.severity) == (action, severity)
+    return result
+
+
+# Workloads
+
+
+def test_created_is_recorded_live_with_its_snapshot_as_the_next_baseline() -> None:
+    body = web()
+
+    draft = drafted(decide(None, body, "ADDED"), Action.CREATED, Severity.NOTICE)
+
+    assert draft.live and not draft.deleted
+    assert draft.name == f"deployment-{body['metadata']['uid']}-48213"
+    assert draft.snapshot == REDACTOR.redact(projection.project(body))
+    assert draft.encoded is not None
+
+
+def test_deleted_uses_the_baseline_and_forgets_the_object() -> None:
+    draft = drafted(decide(web(), later(web()), "DELETED"), Action.DELETED, Severity.WARNING)
+
+    assert draft.deleted and draft.live
+    assert draft.name.endswith("-deleted")
+    assert (draft.snapshot, draft.encoded, draft.changes) == (None, None, ())
+
+
+def test_deleted_without_a_baseline_is_classified_from_the_body() -> None:
+    drafted(decide(None, web(), "DELETED"), Action.DELETED, Severity.WARNING)
+
+
+def test_image_changed_carries_the_diff() -> None:
+    draft = drafted(decide(web(OLD_IMAGE), later(web(NEW_IMAGE))), Action.IMAGE_CHANGED,
+                    Severity.NOTICE)
+
+    assert [(c.path, c.old, c.new) for c in draft.changes] == [
+        ("spec.template.spec.containers[name=web].image", OLD_IMAGE, NEW_IMAGE)]
+    assert draft.name.endswith("-48300")
+
+
+def test_scaled() -> None:
+    new = later(web(replicas=5, status=objects.deployment_status(replicas=5, updated=5)))
+
+    drafted(decide(web(replicas=3), new), Action.SCALED, Severity.INFO)
+
+
+def test_config_changed() -> None:
+    drafted(decide(web(), later(web(labels={"tier": "frontend"}))), Action.CONFIG_CHANGED,
+            Severity.NOTICE)
+
+
+def test_rollout_restarted() -> None:
+    restarted = {workloads.RESTARTED_AT_ANNOTATION: "2025-11-20T10:15:00Z"}
+
+    drafted(decide(web(), later(web(template_annotations=restarted))),
+            Action.ROLLOUT_RESTARTED, Severity.NOTICE)
+
+
+def test_rolled_back_when_an_older_replica_set_had_the_template() -> None:
+    previous, current = web(OLD_IMAGE), web(NEW_IMAGE)
+    revisions = Revisions()
+    revisions.observe("ADDED", {
+        "metadata": {"uid": "rs-old", "resourceVersion": "47000",
+                     "ownerReferences": [{"controller": True,
+                                          "uid": current["metadata"]["uid"]}]},
+        "spec": {"template": objects.replica_set_template(previous)},
+    })
+
+    drafted(decide(current, later(web(OLD_IMAGE)), revisions=revisions), Action.ROLLED_BACK,
+            Severity.WARNING)
+
+
+@pytest.mark.parametrize(("was", "now", "action"),
+                         [(None, True, Action.PAUSED), (True, False, Action.RESUMED)])
+def test_paused_and_resumed(was: bool | None, now: bool, action: Action) -> None:
+    drafted(decide(web(paused=was), later(web(paused=now))), action, Severity.NOTICE)
+
+
+def test_rollout_completed() -> None:
+    progressing = web(status=objects.deployment_status(updated=3, available=1))
+
+    drafted(decide(progressing, later(web())), Action.ROLLOUT_COMPLETED, Severity.INFO)
+
+
+def test_rollout_failed() -> None:
+    old = web(status=objects.deployment_status(updated=1))
+    new = later(web(status=objects.deployment_status(updated=1, deadline_exceeded=True)))
+
+    drafted(decide(old, new), Action.ROLLOUT_FAILED, Severity.WARNING)
+
+
+def test_status_churn_is_unchanged() -> None:
+    new = later(web())
+    new["status"]["conditions"][0]["lastUpdateTime"] = "2025-11-20T10:00:00Z"
+
+    assert decide(web(), new) == decision.Unchanged()
+
+
+def test_a_change_no_record_describes_moves_the_baseline_only() -> None:
+    progressing = later(web(status=objects.deployment_status(updated=3, available=2)))
+
+    result = decide(web(), progressing)
+
+    assert isinstance(result, decision.Rebaseline)
+    assert result.subject.resourceVersion == "48300"
+
+
+# RBAC
+
+
+def test_rules_changed_to_a_wildcard_is_critical() -> None:
+    old = objects.role([objects.rule(["get"], ["pods"])])
+    new = later(objects.role([objects.rule(["*"], ["pods"])]))
+
+    drafted(decide(old, new, resource=kinds.ROLES), Action.RULES_CHANGED, Severity.CRITICAL)
+
+
+def test_subjects_changed_resolves_the_role_through_the_other_baselines() -> None:
+    old = objects.role_binding([objects.user("alice")], role_name="admin-ish")
+    new = later(objects.role_binding([objects.user("alice"), objects.user("mallory")],
+                                     role_name="admin-ish"))
+    rules = {("Role", "shop", "admin-ish"): [objects.rule(["get"], ["secrets"])]}
+
+    draft = drafted(decide(old, new, resource=kinds.ROLE_BINDINGS, role_rules=rules),
+                    Action.SUBJECTS_CHANGED, Severity.CRITICAL)
+
+    assert any("mallory" in reason for reason in draft.reasons)
+
+
+# Catch-up
+
+
+def test_a_change_seen_only_in_a_listing_is_changed_while_unobserved() -> None:
+    new = later(web(replicas=5, status=objects.deployment_status(replicas=5, updated=5)))
+
+    draft = drafted(decide(web(replicas=3), new, None), Action.CHANGED_WHILE_UNOBSERVED,
+                    Severity.NOTICE)  # at least a notice, though a scale alone is info
+
+    assert not draft.live
+    assert draft.observation is model.Observation.AFTER_THE_FACT
+    assert draft.reasons[0] == "seen after the fact; the change looks like scaled"
+    assert draft.changes
+
+
+def test_an_object_first_seen_in_a_listing_is_created_after_the_fact() -> None:
+    draft = drafted(decide(None, web(), None), Action.CREATED, Severity.NOTICE)
+
+    assert draft.observation is model.Observation.AFTER_THE_FACT
+
+
+def test_a_vanished_object_is_deleted_while_unobserved() -> None:
+    draft = decision.unobserved_deletion(baseline_of(kinds.DEPLOYMENTS, web()),
+                                         revisions=Revisions())
+
+    assert (draft.action, draft.severity) == (Action.DELETED_WHILE_UNOBSERVED, Severity.WARNING)
+    assert draft.deleted and not draft.live
+    assert draft.name.endswith("-deleted")
+
+
+def test_a_draft_becomes_the_record_with_what_attribution_found() -> None:
+    draft = drafted(decide(web(OLD_IMAGE), later(web(NEW_IMAGE))), Action.IMAGE_CHANGED,
+                    Severity.NOTICE)
+    initiator = model.Initiator(username="alice", source=model.InitiatorSource.AUDIT,
+                                verified=True)
+
+    spec = draft.record(cluster="prod", observed_at=records.OBSERVED_AT, initiator=initiator,
+                        commit=model.Commit())
+
+    assert (spec.action, spec.cluster, spec.initiator) == (Action.IMAGE_CHANGED, "prod",
+                                                            initiator)
+    assert spec.snapshot == draft.snapshot
+    assert spec.changes == list(draft.changes)
+

@@ -1,0 +1,202 @@
+"""The shipper delivers every record once, in order, in batches, through sink failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from kubeledger.config import ElasticsearchSettings
+from kubeledger.core import chain, kinds, model
+from kubeledger.recording.ledger import Ledger
+from kubeledger.sinks import delivery
+from kubeledger.sinks.delivery import PositionStore, Shipper
+from kubeledger.sinks.elasticsearch import sink as elasticsearch_sink
+from unit import records
+from unit.fake_kube import FakeKube
+
+NAMESPACE = "kubeledger"
+
+
+class FakeSink:
+    """Keeps what it is given; ``failures`` makes the next deliveries fail."""
+
+    name = "fake"
+
+    def __init__(self, *, failures: int = 0, setup_failures: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self.failures = failures
+        self.setup_failures = setup_failures
+        self.prepared = 0
+
+    async def prepare(self) -> None:
+        if self.setup_failures:
+            self.setup_failures -= 1
+            raise RuntimeError("template refused")
+        self.prepared += 1
+
+    async def deliver(self, batch: Sequence[tuple[str, model.RecordSpec]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("sink unreachable")
+        self.batches.append([name for name, _ in batch])
+
+    async def close(self) -> None:
+        pass
+
+    @property
+    def delivered(self) -> list[str]:
+        return [name for batch in self.batches for name in batch]
+
+
+async def write(ledger: Ledger, count: int, first: int = 1) -> list[str]:
+    names = [f"record-{n}" for n in range(first, first + count)]
+    for name in names:
+        await ledger.append(name, records.full_spec_with(chain=None))
+    return names
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def shipping(shipper: Shipper) -> AsyncIterator[None]:
+    task = asyncio.create_task(shipper.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def positions(kube: FakeKube) -> dict[str, str]:
+    return kube.config_maps[(NAMESPACE, delivery.POSITION_CONFIG_MAP)]
+
+
+def shipper_for(kube: FakeKube, sink: FakeSink, *, batch_size: int = 2) -> Shipper:
+    return Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=batch_size,
+                   flush_interval=0.01)
+
+
+async def test_records_in_the_cluster_go_in_batches_and_the_position_once_per_batch() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    names = await write(Ledger(kube, chain.Head()), 5)
+    shipper = shipper_for(kube, sink)
+
+    async with shipping(shipper):
+        await until(lambda: shipper.position == 5)
+
+    assert sink.batches == [names[0:2], names[2:4], names[4:5]]
+    assert kube.calls["write_config_map"] == 3
+    assert positions(kube) == {"fake": "5"}
+    assert sink.prepared == 1
+
+
+async def test_records_written_while_shipping_are_taken_from_the_ledger() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    ledger = Ledger(kube, chain.Head())
+    shipper = shipper_for(kube, sink, batch_size=3)
+    ledger.on_written.append(shipper.offer)
+
+    async with shipping(shipper):
+        await until(lambda: kube.calls["list"] == 1)  # the first look at the outbox
+        names = await write(ledger, 6)
+        await until(lambda: shipper.position == 6)
+
+    assert sink.delivered == names
+    assert kube.calls["list"] == 1  # the rest came from memory
+
+
+async def test_a_restart_resumes_after_the_saved_position() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    names = await write(Ledger(kube, chain.Head()), 5)
+    kube.config_maps[(NAMESPACE, delivery.POSITION_CONFIG_MAP)] = {"fake": "3"}
+    shipper = shipper_for(kube, sink)
+
+    async with shipping(shipper):
+        await until(lambda: shipper.position == 5)
+
+    assert sink.delivered == names[3:]
+
+
+async def test_an_outage_is_told_once_and_delivery_resumes_without_loss_or_doubles(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube, sink = FakeKube(), FakeSink(failures=4)
+    names = await write(Ledger(kube, chain.Head()), 3)
+    shipper = shipper_for(kube, sink)
+
+    with caplog.at_level(logging.INFO):
+        async with shipping(shipper):
+            await until(lambda: shipper.position == 3)
+
+    assert sink.delivered == names
+    assert kube.calls["write_config_map"] == 2
+    text = caplog.text
+    assert text.count("cannot deliver to fake: sink unreachable; records are kept in the "
+                      "cluster and delivery is retried") == 1
+    assert text.count("delivery to fake resumed after") == 1
+
+
+async def test_a_setup_failure_is_reported_as_setup_not_as_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube, sink = FakeKube(), FakeSink(setup_failures=3)
+    names = await write(Ledger(kube, chain.Head()), 1)
+    shipper = shipper_for(kube, sink)
+
+    with caplog.at_level(logging.INFO):
+        async with shipping(shipper):
+            await until(lambda: shipper.position == 1)
+
+    assert sink.delivered == names
+    assert caplog.text.count("cannot set up fake: template refused") == 1
+    assert "cannot deliver" not in caplog.text
+
+
+async def test_records_removed_before_delivery_are_stepped_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube, sink = FakeKube(), FakeSink()
+    names = await write(Ledger(kube, chain.Head()), 4)
+    await kube.delete(kinds.RECORDS, names[1])
+    shipper = shipper_for(kube, sink, batch_size=10)
+
+    async with shipping(shipper):
+        await until(lambda: shipper.position == 4)
+
+    assert sink.delivered == [names[0], names[2], names[3]]
+    assert "records 2..2 are missing from the cluster" in caplog.text
+
+
+async def test_elasticsearch_counts_an_existing_document_as_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Delivering a batch twice (a restart mid-batch) is harmless: 409 means delivered."""
+    answers = {"new": (True, 201), "old": (False, 409), "bad": (False, 400)}
+
+    async def bulk(_client: Any, actions: list[dict[str, Any]],
+                   **_: Any) -> AsyncIterator[tuple[bool, dict[str, Any]]]:
+        for action in actions:
+            ok, status = answers[action["_id"]]
+            yield ok, {"create": {"_id": action["_id"], "status": status,
+                                  "error": {"reason": "mapper_parsing_exception"}}}
+
+    monkeypatch.setattr(elasticsearch_sink, "async_streaming_bulk", bulk)
+    sink = elasticsearch_sink.ElasticsearchSink(
+        ElasticsearchSettings(urls=["http://127.0.0.1:9"]), "prod")
+    spec = records.full_spec()
+    try:
+        await sink.deliver([("new", spec), ("old", spec)])
+        with pytest.raises(elasticsearch_sink.SinkUnavailableError, match="refused 1 doc"):
+            await sink.deliver([("old", spec), ("bad", spec)])
+    finally:
+        await sink.close()

@@ -1,0 +1,79 @@
+"""The Kubernetes edge: every call ends within the timeout, and errors arrive as our own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubeledger.core import kinds
+from kubeledger.kube import errors
+from kubeledger.kube.client import KubeClient, _from_status, api_client
+
+TIMEOUT_SECONDS = 0.3
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # keep the connection open, say nothing
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def kube_at(port: int) -> KubeClient:
+    configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
+    return KubeClient(api_client(configuration), timeout_seconds=TIMEOUT_SECONDS)
+
+
+@pytest.mark.parametrize("call", ["get", "list", "create", "read_config_map"])
+async def test_a_server_that_never_answers_times_out_instead_of_hanging(call: str) -> None:
+    async with silent_server() as port:
+        kube = kube_at(port)
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "get": lambda: kube.get(kinds.RECORDS, "record-1"),
+            "list": lambda: kube.list(kinds.RECORDS, lambda item: item),
+            "create": lambda: kube.create(kinds.RECORDS, {"metadata": {"name": "r"}}),
+            "read_config_map": lambda: kube.read_config_map("kubeledger", "positions"),
+        }
+        started = time.monotonic()
+        with pytest.raises(errors.TimedOut):
+            # The guard only keeps a regression from hanging the suite.
+            await asyncio.wait_for(calls[call](), timeout=10)
+        # One attempt: the client's own retries are off, ours decide.
+        assert time.monotonic() - started < 4 * TIMEOUT_SECONDS
+
+
+async def test_a_closed_port_is_unavailable() -> None:
+    async with silent_server() as port:
+        pass  # now closed
+    with pytest.raises(errors.Unavailable) as raised:
+        await kube_at(port).get(kinds.RECORDS, "record-1")
+    assert not isinstance(raised.value, errors.TimedOut)
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (404, errors.NotFound), (409, errors.Conflict), (401, errors.Refused),
+    (403, errors.Refused), (429, errors.Unavailable), (503, errors.Unavailable),
+    (422, errors.KubeError),
+])
+def test_statuses_become_errors_by_meaning(status: int, kind: type[errors.KubeError]) -> None:
+    error = _from_status(ApiException(status=status, reason="Reason"))
+
+    assert type(error) is kind
+    assert error.status == status

@@ -1,0 +1,97 @@
+"""The ledger writes each change exactly once, in chain order, through failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kubeledger.core import chain, model
+from kubeledger.kube import errors
+from kubeledger.recording.ledger import Ledger
+from unit import records
+from unit.fake_kube import FakeKube
+
+
+def spec(replicas: int) -> model.RecordSpec:
+    return records.full_spec_with(chain=None, snapshot={"spec": {"replicas": replicas}})
+
+
+async def test_records_are_chained_in_the_order_they_are_appended() -> None:
+    kube = FakeKube()
+    ledger = Ledger(kube, chain.Head())
+
+    await asyncio.gather(*(ledger.append(f"record-{n}", spec(n)) for n in range(1, 6)))
+
+    written = kube.records()
+    assert [written[f"record-{n}"]["chain"]["sequence"] for n in range(1, 6)] == [1, 2, 3, 4, 5]
+    assert chain.verify(written.items()).intact
+    assert ledger.head.sequence == 5
+
+
+async def test_a_change_recorded_before_is_not_recorded_again() -> None:
+    kube = FakeKube()
+    first = Ledger(kube, chain.Head())
+    await first.append("record-1", spec(1))
+    restarted = Ledger(kube, first.head)  # e.g. after a re-list: same name, same change
+
+    assert await restarted.append("record-1", spec(1)) is None
+    assert len(kube.records()) == 1
+    assert restarted.head == first.head
+
+
+async def test_a_write_whose_answer_was_lost_counts_as_written_once() -> None:
+    kube = FakeKube()
+    kube.fail("create", errors.TimedOut("no answer"), after=True)  # written, then timed out
+    ledger = Ledger(kube, chain.Head())
+    seen: list[str] = []
+    ledger.on_written.append(lambda name, _: seen.append(name))
+
+    written = await ledger.append("record-1", spec(1))
+
+    assert written is not None and written.chain is not None
+    assert written.chain.sequence == 1
+    assert list(kube.records()) == ["record-1"]
+    assert seen == ["record-1"]
+    assert kube.calls["create"] == 2  # the retry met the 409 of its own first attempt
+
+
+@pytest.mark.parametrize("failure", [
+    errors.Unavailable("503", status=503),
+    errors.TimedOut("no answer"),
+    errors.Refused("403 forbidden", status=403),
+    errors.NotFound("404 the CRD is being installed", status=404),
+])
+async def test_failures_that_may_pass_are_retried_until_the_record_is_written(
+    failure: errors.KubeError,
+) -> None:
+    kube = FakeKube()
+    kube.fail("create", failure, times=3)
+    ledger = Ledger(kube, chain.Head())
+
+    assert await ledger.append("record-1", spec(1)) is not None
+    assert list(kube.records()) == ["record-1"]
+    assert kube.calls["create"] == 4
+
+
+async def test_an_invalid_record_is_not_retried() -> None:
+    kube = FakeKube()
+    kube.fail("create", errors.KubeError("422 invalid", status=422))
+    ledger = Ledger(kube, chain.Head())
+
+    with pytest.raises(errors.KubeError):
+        await ledger.append("record-1", spec(1))
+    assert ledger.head == chain.Head()
+
+
+async def test_a_record_removed_between_conflict_and_read_is_written_again() -> None:
+    kube = FakeKube()
+    # The name was taken when we created (409), and is free again when we read (404).
+    kube.fail("create", errors.Conflict("409 exists", status=409))
+    ledger = Ledger(kube, chain.Head())
+
+    written = await ledger.append("record-1", spec(1))
+
+    assert written is not None
+    assert kube.records()["record-1"]["chain"]["sequence"] == 1
+    assert (kube.calls["create"], kube.calls["get"]) == (2, 1)
