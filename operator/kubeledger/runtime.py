@@ -179,7 +179,7 @@ async def _load_records(api: Kubernetes) -> list[dict[str, Any]]:
                                          what="load records", retry_on=(errors.Unavailable,))
     except errors.Refused as error:
         raise crd.AccessDeniedError(
-            f"the operator may not list AuditRecords ({error}): "
+            f"the operator may not list AuditRecords ({error.summary}): "
             "bind its service account to the chart's ClusterRole (rbac.create=true)"
         ) from None
     return records or []

@@ -12,6 +12,8 @@ from typing import Any
 from stack import images
 
 TEST_IMAGE, TEST_IMAGE_2 = images.TEST_IMAGES
+# A tag no registry serves: its pods never start, so its rollouts really fail.
+MISSING_IMAGE = TEST_IMAGE.rsplit(":", 1)[0] + ":missing"
 
 
 def unique(prefix: str) -> str:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from stack.processes import ProcessTable, terminate
 from stack.readiness import http_ok, wait_until
 
 NAME = "operator"
+# How long the operator needs, at most, to record what it was just shown.
+SETTLE_SECONDS = 2.0
 
 
 @dataclass
@@ -72,8 +75,26 @@ def records_of(kubectl: Kubectl, uid: str) -> list[dict[str, Any]]:
     return sorted(items, key=lambda record: record["spec"]["chain"]["sequence"])
 
 
+# Rollouts run on the node in their own time: their records can fall between, or after,
+# the records of the changes a test makes.
+ROLLOUT_STATUS = frozenset({"rollout-completed", "rollout-failed"})
+
+
 def actions_of(kubectl: Kubectl, uid: str) -> list[str]:
     return [record["spec"]["action"] for record in records_of(kubectl, uid)]
+
+
+def change_actions_of(kubectl: Kubectl, uid: str) -> list[str]:
+    """The actions of an object's records, but for the rollout status ones."""
+    return [action for action in actions_of(kubectl, uid) if action not in ROLLOUT_STATUS]
+
+
+def settled(kubectl: Kubectl, manifest: dict[str, Any]) -> None:
+    """Waits until a Deployment's rollout completed and the operator has had time to see it."""
+    metadata = manifest["metadata"]
+    kubectl.as_user("admin")("-n", metadata["namespace"], "rollout", "status",
+                             f"deployment/{metadata['name']}", "--timeout=90s")
+    time.sleep(SETTLE_SECONDS)
 
 
 def wait_for_action(kubectl: Kubectl, uid: str, action: str,

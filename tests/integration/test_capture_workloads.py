@@ -11,12 +11,20 @@ import time
 from typing import Any
 
 from integration.kubectl import Kubectl, eventually
-from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, deployment, open_crd, unique
+from integration.manifests import (
+    MISSING_IMAGE,
+    TEST_IMAGE,
+    TEST_IMAGE_2,
+    deployment,
+    open_crd,
+    unique,
+)
 from integration.operator import (
     Operator,
     actions_of,
     apply_recorded,
-    records_of,
+    change_actions_of,
+    settled,
     uid_of,
     wait_for_action,
 )
@@ -36,7 +44,7 @@ def _changes(record: dict[str, object]) -> dict[str, tuple[object, object]]:
 def test_creation_is_recorded_live_with_labels_and_diff(demo: Kubectl) -> None:
     name = unique("create")
     uid = _create(demo, deployment(name, image=TEST_IMAGE))
-    (record,) = records_of(demo, uid)
+    record = wait_for_action(demo, uid, "created")
     spec, labels = record["spec"], record["metadata"]["labels"]
     assert spec["action"] == "created"
     assert spec["observation"] == "live"
@@ -89,9 +97,9 @@ def test_image_change_scale_restart_undo_pause_resume(demo: Kubectl) -> None:
     demo(*ns, "rollout", "resume", f"deployment/{name}")
     wait_for_action(demo, uid, "resumed")
 
-    actions = actions_of(demo, uid)
-    assert actions == ["created", "image-changed", "scaled", "rollout-restarted",
-                       "rolled-back", "paused", "resumed"]
+    assert change_actions_of(demo, uid) == ["created", "image-changed", "scaled",
+                                            "rollout-restarted", "rolled-back", "paused",
+                                            "resumed"]
 
 
 def test_env_change_is_config_change_with_secret_redacted(
@@ -119,9 +127,10 @@ def test_completed_and_failed_rollouts_come_from_conditions(demo: Kubectl) -> No
     completed = wait_for_action(demo, uid_complete, "rollout-completed")
     assert completed["spec"]["severity"] == "info"
 
-    # No kubelet runs here, so a pod never becomes ready: the deadline really passes.
+    # No registry serves the image, so the pod never becomes ready: the deadline passes.
     fails = unique("fail")
-    uid_fail = _create(demo, deployment(fails, replicas=1, progress_deadline_seconds=2))
+    uid_fail = _create(demo, deployment(fails, image=MISSING_IMAGE, replicas=1,
+                                        progress_deadline_seconds=2))
     failed = wait_for_action(demo, uid_fail, "rollout-failed", timeout=60)
     assert failed["spec"]["severity"] == "warning"
     assert _changes(failed)["rollout.phase"] == ("progressing", "failed")
@@ -129,12 +138,12 @@ def test_completed_and_failed_rollouts_come_from_conditions(demo: Kubectl) -> No
 
 def test_status_churn_and_bookkeeping_write_no_record(demo: Kubectl) -> None:
     name = unique("quiet")
-    uid = _create(demo, deployment(name, replicas=2))
-    # The controller writes status and the revision annotation several times meanwhile.
-    eventually(lambda: demo.json("-n", "demo", "get", "deployment", name)
-               .get("status", {}).get("observedGeneration") == 1, what="the controller")
-    time.sleep(2)
-    assert actions_of(demo, uid) == ["created"]
+    manifest = deployment(name, replicas=2)
+    uid = _create(demo, manifest)
+    # Until both pods are ready the controller writes status and the revision annotation
+    # many times; only the completed rollout is worth a record.
+    settled(demo, manifest)
+    assert actions_of(demo, uid) == ["created", "rollout-completed"]
 
 
 def test_deletion_is_recorded_once(demo: Kubectl) -> None:
@@ -145,7 +154,7 @@ def test_deletion_is_recorded_once(demo: Kubectl) -> None:
     assert deleted["metadata"]["name"].endswith("-deleted")
     assert "snapshot" not in deleted["spec"]
     time.sleep(1)
-    assert actions_of(demo, uid) == ["created", "deleted"]
+    assert change_actions_of(demo, uid) == ["created", "deleted"]
 
 
 def test_watched_objects_carry_nothing_of_ours(demo: Kubectl) -> None:

@@ -13,10 +13,11 @@ from integration.kubectl import Kubectl, eventually
 from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, deployment, unique
 from integration.operator import (
     Operator,
-    actions_of,
     apply_recorded,
+    change_actions_of,
     records_of,
     run_verify,
+    settled,
     uid_of,
     wait_for_action,
 )
@@ -27,9 +28,9 @@ def _total(kubectl: Kubectl) -> int:
 
 
 def test_restart_without_changes_adds_nothing(kubectl: Kubectl, operator: Operator) -> None:
-    name = unique("steady")
-    apply_recorded(kubectl, deployment(name))
-    time.sleep(1)
+    manifest = deployment(unique("steady"))
+    apply_recorded(kubectl, manifest)
+    settled(kubectl, manifest)
     before = _total(kubectl)
     operator.stop()
     operator.start()
@@ -43,6 +44,8 @@ def test_changes_while_down_are_caught_up_once(
     changed, removed, born = unique("changed"), unique("removed"), unique("born")
     changed_uid, _ = apply_recorded(demo, deployment(changed, image=TEST_IMAGE))
     removed_uid, _ = apply_recorded(demo, deployment(removed, image=TEST_IMAGE))
+    for name in (changed, removed):
+        settled(demo, deployment(name))
 
     operator.stop()
     demo("-n", "demo", "set", "image", f"deployment/{changed}", f"app={TEST_IMAGE_2}")
@@ -63,15 +66,17 @@ def test_changes_while_down_are_caught_up_once(
     new = wait_for_action(demo, born_uid, "created")
     assert new["spec"]["observation"] == "after-the-fact"
 
-    # A second restart finds nothing new to say.
-    settled = _total(kubectl)
+    # Once the rollouts started meanwhile are over, a second restart finds nothing new.
+    for name in (changed, born):
+        settled(demo, deployment(name))
+    total = _total(kubectl)
     operator.stop()
     operator.start()
     time.sleep(3)
-    assert _total(kubectl) == settled
-    assert actions_of(demo, changed_uid) == ["created", "changed-while-unobserved"]
-    assert actions_of(demo, removed_uid) == ["created", "deleted-while-unobserved"]
-    assert actions_of(demo, born_uid) == ["created"]
+    assert _total(kubectl) == total
+    assert change_actions_of(demo, changed_uid) == ["created", "changed-while-unobserved"]
+    assert change_actions_of(demo, removed_uid) == ["created", "deleted-while-unobserved"]
+    assert change_actions_of(demo, born_uid) == ["created"]
 
 
 def test_records_read_well_in_kubectl(kubectl: Kubectl, demo: Kubectl) -> None:
@@ -98,7 +103,7 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
     uid, _ = apply_recorded(demo, deployment(name))
     demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(demo, uid, "image-changed")
-    (victim, _) = records_of(demo, uid)
+    victim = records_of(demo, uid)[0]
     kubectl("delete", "auditrecord", victim["metadata"]["name"])
     try:
         broken = run_verify(operator)

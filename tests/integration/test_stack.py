@@ -25,11 +25,14 @@ def test_server_is_the_configured_kubernetes_release(kubectl: Kubectl) -> None:
     assert ready == "True"
 
 
-def http_get(address: str, port: int) -> str:
-    """One plain HTTP GET, the way a pod would be probed: the answer's body."""
-    with socket.create_connection((address, port), timeout=5) as connection:
-        connection.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
-        answer = b"".join(iter(lambda: connection.recv(4096), b""))
+def http_get(address: str, port: int) -> str | None:
+    """One plain HTTP GET, the way a pod would be probed: the answer's body (None: no answer)."""
+    try:
+        with socket.create_connection((address, port), timeout=5) as connection:
+            connection.sendall(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+            answer = b"".join(iter(lambda: connection.recv(4096), b""))
+    except OSError:
+        return None  # kube-proxy may not have programmed the Service yet
     return answer.decode(errors="replace").split("\r\n\r\n", 1)[-1]
 
 

@@ -1,5 +1,8 @@
-"""A real local Kubernetes + Elasticsearch stack for kubeledger's tests and ``make dev-up``.
+"""A real one-node Kubernetes cluster and Elasticsearch for the tests and ``make dev-up``.
 
-Installs (``install``), starts and stops (``cluster``) etcd, kube-apiserver,
-kube-controller-manager and Elasticsearch on 127.0.0.1, each tracked by a PID file.
+``install`` builds or fetches what the stack runs (Kubernetes, etcd, containerd and helm from
+the Go module proxy, Elasticsearch from Maven Central, images made here: ``images``,
+``operator_image``); ``cluster`` starts and stops the control plane, the node (``node``, in a
+network namespace of its own: ``network``) and Elasticsearch, each tracked by a PID file;
+``release`` installs the operator through its chart. ``python -m stack`` is the command line.
 """

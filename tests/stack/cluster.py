@@ -128,12 +128,16 @@ subjects:
 """
 
 
+# The host-run operator's webhook; the chart's release registers its own ("kubeledger").
+HOST_WEBHOOK = "kubeledger-host-operator"
+
+
 def _webhook_manifest(port: int, ca_bundle: str) -> str:
-    """The operator's validating webhook, as the Helm chart registers it in a cluster."""
+    """The host-run operator's validating webhook, as the Helm chart registers the pod's."""
     return json.dumps({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "kubeledger"},
+        "metadata": {"name": HOST_WEBHOOK},
         "webhooks": [{
             "name": "identity.kubeledger.io",
             "clientConfig": {"url": f"https://127.0.0.1:{port}/validate", "caBundle": ca_bundle},
@@ -565,13 +569,21 @@ class Stack:
             ))
 
     def _bootstrap(self, endpoints: Endpoints) -> None:
-        """Creates the namespaces and the RBAC bindings the stack relies on (idempotent)."""
-        ca_bundle = base64.b64encode(endpoints.pki.ca_cert.read_bytes()).decode()
+        """Creates the namespaces and the RBAC bindings the stack relies on (idempotent).
+
+        The host-run operator's webhook is registered only while the audit backend points
+        at the host too: with the operator in the cluster, the chart registers the pod's.
+        """
+        kubectl = [str(endpoints.kubectl), "--kubeconfig", str(endpoints.kubeconfig)]
         manifests = [NAMESPACES_MANIFEST, KUBELET_API_BINDING,
-                     *(_binding_manifest(u) for u in pki.TOKEN_USERS),
-                     _webhook_manifest(endpoints.ports["webhook"], ca_bundle)]
-        run([str(endpoints.kubectl), "--kubeconfig", str(endpoints.kubeconfig),
-             "apply", "-f", "-"], stdin="---\n".join(manifests))
+                     *(_binding_manifest(u) for u in pki.TOKEN_USERS)]
+        if endpoints.audit_target == self.host_audit_target():
+            ca_bundle = base64.b64encode(endpoints.pki.ca_cert.read_bytes()).decode()
+            manifests.append(_webhook_manifest(endpoints.ports["webhook"], ca_bundle))
+        else:
+            run([*kubectl, "delete", "validatingwebhookconfiguration", HOST_WEBHOOK,
+                 "--ignore-not-found"])
+        run([*kubectl, "apply", "-f", "-"], stdin="---\n".join(manifests))
 
     def _write_env(self, endpoints: Endpoints) -> None:
         lines = [f"{key}={value}" for key, value in endpoints.operator_env().items()]

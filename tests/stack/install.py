@@ -3,8 +3,11 @@
 Nothing here downloads a prebuilt binary from a vendor: no registry we can reach ships
 kube-apiserver, etcd or containerd, so they are built from the Go module proxy
 (``kubernetes``, ``containerd``, see ``gobuild``), and Elasticsearch comes from its Maven
-Central distribution through Maven. Every result is cached by version (see ``cache``), so
-only a machine's first run pays for it.
+Central distribution through Maven; the images are made here (``images``, ``operator_image``).
+Every result is cached by version (see ``cache``), so only a machine's first run pays for it.
+
+Go builds keep both cores busy while the image work mostly waits on the network (debootstrap,
+pip) and the disk, so on a cold machine the two run side by side.
 """
 
 from __future__ import annotations
@@ -12,19 +15,37 @@ from __future__ import annotations
 import shutil
 import subprocess
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from stack import cache, containerd, helm_tool, kubernetes
+from stack import cache, containerd, helm_tool, images, kubernetes, operator_image
 from stack.shell import run, say
+
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def ensure_all() -> None:
     """Installs whatever is missing; a no-op (well under a second) on a prepared machine."""
     ensure_debian_packages()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="install") as pool:
+        builds = pool.submit(_ensure_go_builds)
+        downloads = pool.submit(_ensure_downloads_and_images)
+        builds.result()
+        downloads.result()
+
+
+def _ensure_go_builds() -> None:
     kubernetes.ensure_kubernetes()
     kubernetes.ensure_etcd()
     containerd.ensure_containerd()
+    helm_tool.ensure_helm()  # the chart's tests and the stack's release
+
+
+def _ensure_downloads_and_images() -> None:
     ensure_elasticsearch()
-    helm_tool.ensure_helm()  # for the chart's tests
+    images.ensure_pause_image()
+    images.ensure_test_images()
+    operator_image.build_operator_image(CHECKOUT)
 
 
 def ensure_debian_packages() -> None:

@@ -11,6 +11,7 @@ retry loop, and it sees each failure as one of the errors of ``kube.errors``.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -123,10 +124,21 @@ def _from_status(error: ApiException) -> errors.KubeError:
         return errors.Conflict(message, status=status)
     if status in (401, 403):
         # The body says which verb on which resource was refused: what an admin must grant.
-        return errors.Refused(f"{message}: {error.body}", status=status)
+        return errors.Refused(message, status=status, detail=_status_message(error.body))
     if status in UNAVAILABLE_STATUSES:
         return errors.Unavailable(f"Kubernetes API unavailable ({message})", status=status)
-    return errors.KubeError(f"{message}: {error.body}", status=status)
+    return errors.KubeError(message, status=status, detail=_status_message(error.body))
+
+
+def _status_message(body: object) -> str:
+    """The one-line ``message`` of a Kubernetes Status body, else the body as it came."""
+    try:
+        decoded = json.loads(body) if isinstance(body, str | bytes) else None
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+        return str(decoded["message"])
+    return str(body or "")
 
 
 def _from_transport(error: urllib3.exceptions.HTTPError) -> errors.KubeError:

@@ -12,9 +12,11 @@ from __future__ import annotations
 class KubeError(Exception):
     """A call to the apiserver failed; the base of every error below."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+        super().__init__(f"{message}: {detail}" if detail else message)
         self.status = status
+        # The short form ("403 Forbidden") for sentences that say the detail their own way.
+        self.summary = message
 
 
 class NotFound(KubeError):
