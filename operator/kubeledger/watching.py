@@ -54,9 +54,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings,
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A registry of our own starts without kopf's default login handlers.
-        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-            **kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        # A registry of our own starts without kopf's default login handlers. The official
+        # client finds the apiserver in a pod the way client-go does, from the
+        # KUBERNETES_SERVICE_HOST/PORT the kubelet sets, where kopf's own service-account
+        # login asks cluster DNS for kubernetes.default.svc, which a cluster may not run.
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
     @kopf.on.probe(registry=registry, id="background")
