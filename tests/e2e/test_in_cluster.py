@@ -15,7 +15,7 @@ from elasticsearch import Elasticsearch
 
 from integration.kubectl import Kubectl, KubectlError, eventually
 from integration.manifests import deployment, unique
-from integration.operator import records_of, uid_of, verify_chain, wait_for_action
+from integration.operator import actions_of, uid_of, verify_chain, wait_for_action
 from stack import images, release
 
 TEST_IMAGE, TEST_IMAGE_2 = images.TEST_IMAGES
@@ -82,8 +82,9 @@ def test_real_rollouts_complete_and_a_missing_image_fails(
     target = f"deployment/{manifest['metadata']['name']}"
     alice("-n", "demo", "set", "image", target, f"app={TEST_IMAGE_2}")
     alice("-n", "demo", "rollout", "status", target, "--timeout=60s")
-    assert [r["spec"]["action"] for r in records_of(kubectl, uid)] == [
-        "created", "rollout-completed", "image-changed", "rollout-completed"]
+    expected = ["created", "rollout-completed", "image-changed", "rollout-completed"]
+    eventually(lambda: actions_of(kubectl, uid) == expected, timeout=30,
+               what=f"the records {expected}")
     # No registry serves this tag: the pod never starts and the deadline passes.
     missing = TEST_IMAGE.rsplit(":", 1)[0] + ":missing"
     alice("-n", "demo", "set", "image", target, f"app={missing}")

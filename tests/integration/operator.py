@@ -18,8 +18,10 @@ from stack.processes import ProcessTable, terminate
 from stack.readiness import http_ok, wait_until
 
 NAME = "operator"
-# How long the operator needs, at most, to record what it was just shown.
-SETTLE_SECONDS = 2.0
+# How long the operator needs, at most, to record what it was just shown: a live change
+# waits up to KUBELEDGER_AUDIT_WAIT_SECONDS (3) for its audit event, and the controller's
+# status writes (a completed rollout) never get one.
+SETTLE_SECONDS = 5.0
 
 
 @dataclass

@@ -76,7 +76,7 @@ def test_image_change_scale_restart_undo_pause_resume(demo: Kubectl) -> None:
         TEST_IMAGE, TEST_IMAGE_2)
     # Wait for the controller's new ReplicaSet, so that `undo` has a revision to go back to.
     eventually(lambda: len(demo.json(*ns, "get", "replicasets", "-l", f"app={name}")["items"])
-               >= 2, what="the second ReplicaSet")
+               >= 2, timeout=60, what="the second ReplicaSet")
 
     demo(*ns, "scale", f"deployment/{name}", "--replicas=3")
     scaled = wait_for_action(demo, uid, "scaled")
@@ -86,7 +86,7 @@ def test_image_change_scale_restart_undo_pause_resume(demo: Kubectl) -> None:
     restarted = wait_for_action(demo, uid, "rollout-restarted")
     assert any("restartedAt" in path for path in _changes(restarted))
     eventually(lambda: len(demo.json(*ns, "get", "replicasets", "-l", f"app={name}")["items"])
-               >= 3, what="the restart's ReplicaSet")
+               >= 3, timeout=60, what="the restart's ReplicaSet")
 
     demo(*ns, "rollout", "undo", f"deployment/{name}")
     rolled_back = wait_for_action(demo, uid, "rolled-back")

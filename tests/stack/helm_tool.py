@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from stack import cache
+from stack import cache, gobuild
 from stack.shell import run, say
 
 HELM_VERSION = "v3.22.0"
@@ -30,9 +30,7 @@ HELM_LDFLAGS = " ".join([
         for part, value in (("Major", "1"), ("Minor", HELM_KUBERNETES_MINOR))
     ),
 ])
-# Helm 3.22 needs Go >= 1.26: prefer the machine's current Go over Debian's 1.19, which
-# the Kubernetes build installs and which may come first on PATH.
-PREFERRED_GO = Path("/usr/local/go/bin/go")
+
 
 
 def helm_path() -> Path:
@@ -52,25 +50,15 @@ def ensure_helm() -> Path:
     staging = binary.parent.with_name(binary.parent.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    # GOTOOLCHAIN=auto lets a Go 1.21+ older than helm's go.mod fetch the Go toolchain it
-    # names, itself a module on the Go module proxy.
+    # The stack's shared Go caches: helm builds on the same client-go as Kubernetes.
     run(
-        [str(_go()), "install", "-trimpath", f"-ldflags={HELM_LDFLAGS}",
+        [str(gobuild.go()), "install", "-trimpath", f"-ldflags={HELM_LDFLAGS}",
          f"{HELM_PACKAGE}@{HELM_VERSION}"],
         cwd=staging,
-        env={"GOBIN": str(staging), "CGO_ENABLED": "0", "GOTOOLCHAIN": "auto"},
+        env={**gobuild.go_env(), "GOBIN": str(staging)},
         log=cache.root() / "logs" / "helm-build.log",
     )
     shutil.rmtree(binary.parent, ignore_errors=True)
     staging.rename(binary.parent)
     say(f"helm cached in {binary}")
     return binary
-
-
-def _go() -> Path:
-    if PREFERRED_GO.is_file():
-        return PREFERRED_GO
-    found = shutil.which("go")
-    if found is None:
-        raise RuntimeError(f"building helm needs Go; neither {PREFERRED_GO} nor `go` on PATH")
-    return Path(found)
