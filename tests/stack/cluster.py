@@ -90,11 +90,12 @@ rules:
     verbs: ["create", "update", "patch", "delete"]
     resources:
       - group: apps
-        resources: ["deployments", "deployments/scale", "statefulsets", "daemonsets"]
+        resources: ["deployments", "deployments/scale", "statefulsets", "statefulsets/scale",
+                    "daemonsets"]
       - group: rbac.authorization.k8s.io
         resources: ["roles", "clusterroles", "rolebindings", "clusterrolebindings"]
       - group: argoproj.io
-        resources: ["rollouts"]
+        resources: ["rollouts", "rollouts/scale"]
   - level: None
 """
 
@@ -436,7 +437,11 @@ class Stack:
         if self.processes.running("kube-apiserver"):
             if not changed:
                 return
-            say(f"audit target now {endpoints.audit_target.url}: restarting kube-apiserver")
+            say(f"audit target now {endpoints.audit_target.url}: restarting the control plane")
+            # Restarted with it: after an apiserver restart the controllers' informers can
+            # take a minute or more to resume, and a Deployment would get no new ReplicaSet.
+            for name in ("kube-scheduler", "kube-controller-manager"):
+                self.processes.stop(name)
             self._stop_apiserver()
         stack_pki = endpoints.pki
         plan = endpoints.plan
