@@ -26,7 +26,7 @@ from stack.readiness import http_ok, wait_until
 from stack.shell import run, say
 
 SERVICE_USER = "kubeledger-es"
-HEAP = "-Xms512m -Xmx512m"
+HEAP = "-Xms512m -Xmx512m -XX:-UsePerfData"
 
 
 class Server:
@@ -57,6 +57,8 @@ class Server:
         if not (config / "elasticsearch.keystore").is_file():
             self._configure(config)
         self._write_settings(config)
+        self._temporary_directory().mkdir(exist_ok=True)
+        _give_to_service_user(self._temporary_directory())
         say(f"starting Elasticsearch on {', '.join(self.http_hosts)} port {self.http_port}")
         self.processes.start(
             self.name,
@@ -109,11 +111,19 @@ class Server:
         (config / "elasticsearch.yml").write_text(
             defaults + "\n# written by kubeledger's local stack\n" + "".join(lines))
 
+    def _temporary_directory(self) -> Path:
+        """Where its JVMs write temporary files: inside the stack, so they go with it."""
+        return self.directory / "tmp"
+
     def _env(self, config: Path) -> dict[str, str]:
+        tmp = self._temporary_directory()
         return {
             "ES_PATH_CONF": str(config),
             "ES_JAVA_HOME": _java_home(),
             "ES_JAVA_OPTS": HEAP,
+            # The server's and its launcher's temporary files would otherwise pile up in /tmp.
+            "ES_TMPDIR": str(tmp),
+            "CLI_JAVA_OPTS": f"-Djava.io.tmpdir={tmp} -XX:-UsePerfData",
         }
 
 
