@@ -73,5 +73,6 @@ dev-status: venv ## Show which processes of the local stack run
 	$(STACK) status $(DEV_DIR)
 
 .PHONY: clean
-clean: dev-down ## Remove .dev/, the virtualenv and caches in the checkout
+clean: ## Stop the dev stack and remove its data (.dev/), the virtualenv and caches in the checkout
+	@if [ -x $(PY) ]; then $(STACK) purge $(DEV_DIR); fi
 	rm -rf $(DEV_DIR) $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -11,7 +11,6 @@ integration tests (tests/integration) then run the operator as a host process.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,8 +41,7 @@ def local_stack() -> Iterator[Stack]:
     try:
         yield local
     finally:
-        local.down()
-        shutil.rmtree(directory, ignore_errors=True)
+        local.purge()
 
 
 @pytest.fixture(scope="session")

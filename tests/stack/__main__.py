@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="install and build what the stack needs, nothing else")
     for name, text in (("up", "start what is not running"), ("down", "stop everything"),
+                       ("purge", "stop everything and remove the stack's data"),
                        ("status", "list running processes")):
         command = commands.add_parser(name, help=text)
         command.add_argument("directory", type=Path, nargs="?", default=Path(".dev"))
@@ -58,8 +59,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     stack = Stack(args.directory)
     if args.command == "up":
         _up(stack, args.operator)
-    elif args.command == "down":
-        stopped = stack.down()
+    elif args.command in ("down", "purge"):
+        stopped = stack.down() if args.command == "down" else stack.purge()
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     else:
         for name, pid in stack.status().items():

@@ -47,6 +47,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
 import socket
 import ssl
 import sys
@@ -343,6 +344,14 @@ class Stack:
                 stopped.append(name)
         return stopped
 
+    def purge(self) -> list[str]:
+        """Stops everything, then removes the stack's data too: its directory and the
+        Elasticsearch data kept outside it; returns what it stopped."""
+        stopped = self.down()
+        elasticsearch.remove_directory_of(self.directory)
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return stopped
+
     def status(self) -> dict[str, int | None]:
         names = ("elasticsearch", *CONTROL_PLANE, *node.PROCESSES, "operator")
         return {name: self.processes.running(name) for name in names}
@@ -400,7 +409,7 @@ class Stack:
 
     def _elasticsearch(self, endpoints: Endpoints) -> elasticsearch.Server:
         return elasticsearch.Server(
-            self.directory / "elasticsearch", self.processes, endpoints.ports,
+            elasticsearch.directory_for(self.directory), self.processes, endpoints.ports,
             endpoints.elasticsearch_password, also_on=endpoints.plan.host_address)
 
     def _start_etcd(self, endpoints: Endpoints) -> None:

@@ -13,10 +13,12 @@ start, so a stack directory made by an older version gains new settings.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import pwd
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +28,9 @@ from stack.readiness import http_ok, wait_until
 from stack.shell import run, say
 
 SERVICE_USER = "kubeledger-es"
+# Where a stack's Elasticsearch lives when the service user cannot reach the stack's own
+# directory (a checkout under root's home, mode 0700): one directory per stack path.
+UNREACHABLE_STACKS_HOME = Path("/var/lib/kubeledger/elasticsearch")
 HEAP = "-Xms512m -Xmx512m -XX:-UsePerfData"
 
 
@@ -125,6 +130,28 @@ class Server:
             "ES_TMPDIR": str(tmp),
             "CLI_JAVA_OPTS": f"-Djava.io.tmpdir={tmp} -XX:-UsePerfData",
         }
+
+
+def directory_for(stack_directory: Path) -> Path:
+    """The directory of a stack's Elasticsearch: inside the stack when the service user
+    can enter every directory on the way there, else one of its own outside it."""
+    inside = stack_directory / "elasticsearch"
+    if not _running_as_root() or _enterable_by_others(stack_directory):
+        return inside
+    digest = hashlib.sha256(str(stack_directory.resolve()).encode()).hexdigest()[:12]
+    return UNREACHABLE_STACKS_HOME / digest
+
+
+def remove_directory_of(stack_directory: Path) -> None:
+    """Removes a stack's Elasticsearch data kept outside the stack (see ``directory_for``)."""
+    outside = directory_for(stack_directory)
+    if not outside.is_relative_to(stack_directory):
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+def _enterable_by_others(directory: Path) -> bool:
+    return all(path.stat().st_mode & stat.S_IXOTH
+               for path in [directory.resolve(), *directory.resolve().parents] if path.exists())
 
 
 def _java_home() -> str:
