@@ -1,7 +1,7 @@
 """The Helm chart installed for real into the session's stack, checked the way an admin would.
 
 One release (``ledger`` in namespace ``kubeledger-chart``) is installed once per module by
-the real ``helm`` (``stack.helm_tool``) and always uninstalled afterwards, together with
+the real ``helm`` (``stack.release.Helm``) and always uninstalled afterwards, together with
 what the chart keeps on uninstall and the namespace itself. Its image
 (``ghcr.io/kubeledger/kubeledger``) is never pulled here (the node pulls nothing from
 outside), so its pod never runs: a second operator would be a second writer of the chain
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ import yaml
 
 from integration.kubectl import Kubectl, eventually
 from kubeledger.kube import crd
-from stack import helm_tool
 from stack.cluster import Endpoints
+from stack.release import Helm as StackHelm
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "kubeledger"
 NAMESPACE = "kubeledger-chart"
@@ -46,7 +45,6 @@ TLS_SECRET = f"{FULLNAME}-webhook-tls"
 WEBHOOK_SERVICE = f"{FULLNAME}-webhook"
 # The CRD belongs to the operator: the release must not bring (or take over) its own.
 VALUES = ("--set", "crds.install=false", "--set", "clusterName=chart-test")
-HELM_TIMEOUT_SECONDS = 180
 # The chart's cluster-scoped kinds, but the CRD (the operator's, and kept by design).
 CLUSTER_SCOPED_KINDS = "validatingwebhookconfigurations,clusterrolebindings,clusterroles"
 
@@ -57,20 +55,8 @@ Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Helm:
-    """The cached helm binary as admin on the session's stack, with a private helm home."""
-
-    binary: Path
-    home: Path
-    endpoints: Endpoints
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = [str(self.binary), *args, "--kubeconfig", str(self.endpoints.kubeconfig),
-                "--kube-context", "admin"]
-        env = {**os.environ, **{f"HELM_{part}_HOME": str(self.home / part.lower())
-                                for part in ("CONFIG", "CACHE", "DATA")}}
-        return subprocess.run(argv, env=env, capture_output=True, text=True,
-                              timeout=HELM_TIMEOUT_SECONDS, check=False)
+class Helm(StackHelm):
+    """The stack's helm (``stack.release.Helm``) with the checks these tests make."""
 
     def ok(self, *args: str) -> str:
         done = self.run(*args)
@@ -94,7 +80,7 @@ class Helm:
 
 @pytest.fixture(scope="module")
 def helm(stack: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(helm_tool.ensure_helm(), tmp_path_factory.mktemp("helm-home"), stack)
+    return Helm(stack.kubeconfig, tmp_path_factory.mktemp("helm-home"))
 
 
 def remove_release(helm: Helm, kubectl: Kubectl, release: str, namespace: str) -> None:

@@ -52,13 +52,18 @@ class Helm:
     kubeconfig: Path
     home: Path
 
-    def __call__(self, *args: str, timeout: float = 300) -> str:
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Runs ``helm ARGS`` against the stack; the caller reads the outcome."""
         env = {**os.environ, **{f"HELM_{part}_HOME": str(self.home / part.lower())
                                 for part in ("CONFIG", "CACHE", "DATA")}}
-        done = subprocess.run(
+        return subprocess.run(
             [str(helm_tool.ensure_helm()), *args, "--kubeconfig", str(self.kubeconfig),
              "--kube-context", "admin"],
             env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def __call__(self, *args: str, timeout: float = 300) -> str:
+        """Runs ``helm ARGS``; its output, or an error carrying what helm said."""
+        done = self.run(*args, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"helm {' '.join(args)} failed:\n{done.stderr}")
         return done.stdout
