@@ -15,7 +15,7 @@ KIND_NODE_IMAGE ?= kindest/node:v1.34.0
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -53,7 +53,7 @@ e2e-kind: ## End to end on a kind cluster (needs a Docker engine; not part of `m
 		--kind-image=$(KIND_NODE_IMAGE)
 
 .PHONY: test
-test: stack-install lint ## Everything CI runs: install, lint, unit and integration tests
+test: stack-install lint ## Everything CI runs: install, lint, unit, end-to-end and integration tests
 	$(VENV)/bin/pytest tests
 
 .PHONY: bench
