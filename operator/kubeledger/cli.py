@@ -12,7 +12,7 @@ import os
 import sys
 from importlib import metadata
 
-from kubeledger import config
+from kubeledger import config, logs
 from kubeledger.core import chain, kinds
 from kubeledger.kube import api, errors
 from kubeledger.kube.client import KubeClient, load_client
@@ -21,6 +21,7 @@ from kubeledger.recording import retention
 EXIT_BROKEN_CHAIN = 1
 EXIT_CANNOT_START = 1
 EXIT_USAGE = 2
+EXIT_LEADERSHIP_LOST = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the operator (watches the cluster of KUBECONFIG "
                                           "or the pod's service account)")
     run.add_argument("--liveness", metavar="URL",
-                     help="serve kopf's health endpoint, e.g. http://0.0.0.0:8080/healthz")
+                     help="serve liveness, e.g. http://0.0.0.0:8080/healthz: 503 when the "
+                          "event loop stalls or a background task keeps failing")
     run.add_argument("--readiness", metavar="URL",
-                     help="serve readiness, e.g. http://0.0.0.0:8081/readyz: 200 once every "
-                          "watch has listed its kind, so changes are recorded live")
+                     help="serve readiness, e.g. http://0.0.0.0:8081/readyz: 200 once the "
+                          "receivers serve and the CRD is in place (the writer: also once "
+                          "every watch has listed its kind, so changes are recorded live)")
+    run.add_argument("--metrics", metavar="URL",
+                     help="serve Prometheus metrics, e.g. http://0.0.0.0:8082/metrics")
+    run.add_argument("--log-format", choices=logs.LOG_FORMATS, default="auto",
+                     help="json (one object per line), text, or auto: text on a terminal, "
+                          "else json (default)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     verify = commands.add_parser(
         "verify", help="check the hash chain of the AuditRecords in the cluster")
@@ -50,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         except errors.KubeError as error:
             print(f"kubeledger: cannot read the records: {error}", file=sys.stderr)
             return EXIT_USAGE
-    return _run(args.liveness, args.readiness, args.verbose)
+    return _run(args)
 
 
-def _run(liveness: str | None, readiness: str | None, verbose: bool) -> int:
-    # kopf comes with the handlers: `verify` and `version` must not pay for importing it.
+def _run(args: argparse.Namespace) -> int:
+    # kopf comes with the handlers: `verify` and `version` must not pay for importing it,
+    # nor for the servers every replica runs.
     from kubeledger import watching  # noqa: PLC0415
+    from kubeledger.replica import Endpoints  # noqa: PLC0415
 
     try:
         settings = config.load()
@@ -63,11 +73,16 @@ def _run(liveness: str | None, readiness: str | None, verbose: bool) -> int:
         print(f"kubeledger: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        watching.run(settings, liveness_url=liveness, readiness_url=readiness, verbose=verbose)
+        ended = watching.run(settings, Endpoints(args.liveness, args.readiness, args.metrics),
+                             log_format=args.log_format, verbose=args.verbose)
     except Exception as error:  # kopf's start-up failure wraps the cause we raised
         cause = error.__cause__ or error
         print(f"kubeledger: cannot start: {cause}", file=sys.stderr)
         return EXIT_CANNOT_START
+    if ended == watching.LEADERSHIP_LOST:
+        print("kubeledger: lost the leadership and stopped writing; exiting, to start "
+              "again as a standby", file=sys.stderr)
+        return EXIT_LEADERSHIP_LOST
     return 0
 
 

@@ -107,6 +107,19 @@ class Settings(BaseModel):
     # Annotations naming the commit of a change, tried in order (see identity/commit.py).
     commit_annotations: list[str] = Field(
         default_factory=lambda: list(DEFAULT_COMMIT_ANNOTATIONS))
+    # Leader election (see leadership.py): the Lease in ``namespace`` that names the one
+    # replica writing records, and its timing.
+    lease_name: str = "kubeledger"
+    lease_duration_seconds: float = Field(default=15.0, gt=0)
+    lease_renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    lease_retry_period_seconds: float = Field(default=2.0, gt=0)
+    # This replica, as the Lease names its holder; empty: the host name and process id.
+    pod_name: str | None = None
+    # This replica's address, so it does not relay identities to itself.
+    pod_ip: str | None = None
+    # The Service whose ready endpoints are the other replicas (the webhook's): what one
+    # replica's receivers learn is relayed to them (see peers.py). Empty: no relaying.
+    peer_service: str | None = None
 
     @model_validator(mode="after")
     def _servers_have_certificates(self) -> Settings:
@@ -118,6 +131,26 @@ class Settings(BaseModel):
                 if getattr(self, name) is None:
                     raise ValueError(f"{name} must be set to serve the audit receiver "
                                      "(audit_port)")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_timing_in_order(self) -> Settings:
+        # The fence (leadership.py) needs a renewal to end before the lease can expire,
+        # and more than one try at renewing within the deadline.
+        if not (self.lease_duration_seconds > self.lease_renew_deadline_seconds
+                > self.lease_retry_period_seconds):
+            raise ValueError(
+                "lease timing must satisfy lease_duration_seconds > "
+                "lease_renew_deadline_seconds > lease_retry_period_seconds, got "
+                f"{self.lease_duration_seconds:g} > {self.lease_renew_deadline_seconds:g} > "
+                f"{self.lease_retry_period_seconds:g}")
+        return self
+
+    @model_validator(mode="after")
+    def _relaying_has_the_webhook(self) -> Settings:
+        if self.peer_service is not None and self.webhook_port is None:
+            raise ValueError("peer_service needs webhook_port: replicas relay identities "
+                             "to each other's webhook server")
         return self
 
     @field_validator("watch_extra_kinds")

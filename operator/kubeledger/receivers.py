@@ -1,25 +1,27 @@
-"""The endpoints others call: the admission webhook, the audit backend, the readiness probe.
+"""The endpoints others call: the admission webhook, the audit backend, the peer relay.
 
 ``POST /validate`` receives validating AdmissionReviews for audited writes. It only
 remembers who asked (``identity.admission``) and always allows: the webhook is
 registered with ``failurePolicy: Ignore`` and must never block a workload or RBAC write,
 even when this code fails. ``POST /audit`` receives the apiserver's audit EventLists
 (webhook backend) over mutual TLS: only a client holding a certificate from the
-configured CA may tell us who did what. ``GET <path>`` of the readiness URL answers 200
-once the operator records changes live, 503 before (plain HTTP: the kubelet probes it).
+configured CA may tell us who did what. ``POST /peer/identities`` on the webhook's port
+takes what the other replicas' receivers learned (``peers``; HMAC-signed). Every replica
+serves all three; what its receivers learn is relayed to the others.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-import urllib.parse
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from kubeledger import peers
 from kubeledger.identity.admission import AdmissionCache
 from kubeledger.identity.audit import AuditLog
 
@@ -29,12 +31,23 @@ logger = logging.getLogger(__name__)
 MAX_AUDIT_BATCH_BYTES = 32 * 1024 * 1024
 
 
-def admission_app(cache: AdmissionCache) -> web.Application:
+@dataclass(frozen=True)
+class Relaying:
+    """How this replica shares what it learns and takes what its peers learned."""
+
+    relay: peers.Relay
+    key: bytes
+
+
+def admission_app(cache: AdmissionCache, *, audit: AuditLog | None = None,
+                  relaying: Relaying | None = None) -> web.Application:
     async def validate(request: web.Request) -> web.Response:
         review: dict[str, Any] = {}
         try:
             review = await request.json()
-            cache.remember(review.get("request") or {})
+            kept = cache.remember(review.get("request") or {})
+            if kept is not None and relaying is not None:
+                relaying.relay.share("admission", [kept])
         except Exception:  # never let our failure become the apiserver's
             logger.exception("could not read an admission review; allowing it")
         uid = (review.get("request") or {}).get("uid", "")
@@ -44,43 +57,39 @@ def admission_app(cache: AdmissionCache) -> web.Application:
             "response": {"uid": uid, "allowed": True},
         })
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_AUDIT_BATCH_BYTES)
     app.router.add_post("/validate", validate)
+    if relaying is not None:
+        app.router.add_post(peers.PATH, _from_peers(relaying.key, cache, audit))
     return app
 
 
-def audit_app(log: AuditLog) -> web.Application:
+def _from_peers(key: bytes, admission: AdmissionCache,
+                audit: AuditLog | None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def receive(request: web.Request) -> web.Response:
+        if not peers.accept(await request.read(), request.headers.get(peers.SIGNATURE_HEADER),
+                            key=key, admission=admission, audit=audit):
+            logger.warning("refused identities relayed from %s: bad signature", request.remote)
+            return web.json_response({"error": "bad signature"}, status=403)
+        return web.json_response({})
+
+    return receive
+
+
+def audit_app(log: AuditLog, *, relaying: Relaying | None = None) -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         try:
             kept = log.ingest(await request.json())
         except ValueError:
             return web.json_response({"error": "not an audit.k8s.io EventList"}, status=400)
-        logger.debug("kept %d audit events", kept)
+        logger.debug("kept %d audit events", len(kept))
+        if relaying is not None:
+            relaying.relay.share("audit", kept)
         return web.json_response({})
 
     app = web.Application(client_max_size=MAX_AUDIT_BATCH_BYTES)
     app.router.add_post("/audit", receive)
     return app
-
-
-def readiness_app(path: str, is_ready: Callable[[], bool]) -> web.Application:
-    async def probe(_: web.Request) -> web.Response:
-        ready = is_ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
-
-    app = web.Application()
-    app.router.add_get(path, probe)
-    return app
-
-
-async def serve_readiness(url: str,
-                          is_ready: Callable[[], bool]) -> Callable[[], Awaitable[None]]:
-    """Serves the readiness probe at ``url`` (``http://HOST:PORT/PATH``)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or not parts.port:
-        raise ValueError(f"readiness URL {url!r}: expected http://HOST:PORT/PATH")
-    return await serve(readiness_app(parts.path or "/", is_ready), parts.hostname, parts.port,
-                       tls=None)
 
 
 def server_tls(cert_dir: Path, *, client_ca: Path | None = None) -> ssl.SSLContext:

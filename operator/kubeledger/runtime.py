@@ -1,22 +1,24 @@
-"""Wiring the operator together at start-up: the one place that builds every service.
+"""Wiring the writer together when a replica starts leading: the services that record.
 
-Start-up order matters for "nothing lost, nothing doubled": the CRD first; then the
-existing records, which give every object's baseline and the head of the hash chain;
-then deletions that happened while the operator was down. Only after that do kopf's
-watches start delivering events. Background work (shipping, the periodic checks) runs
-under the ``supervision.Supervisor``, whose problems make the liveness probe fail.
-"""
+The replica (``replica``) already runs the client, the identity caches and their
+receivers; this builds what only the leader runs. Start-up order matters for "nothing
+lost, nothing doubled": the CRD first; then the existing records, which give every
+object's baseline and the head of the hash chain (a new leader continues the chain from
+the records, never from what an earlier leader held); then deletions that happened while
+nobody was writing. Only after that do kopf's watches start delivering events.
+Background work (shipping, the periodic checks) runs under the
+``supervision.Supervisor``, whose problems make the liveness probe fail."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from kubeledger import backoff, receivers
+from kubeledger import backoff
 from kubeledger.config import Settings
 from kubeledger.core import kinds
 from kubeledger.core.baselines import Baselines
@@ -28,7 +30,6 @@ from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import crd, errors
 from kubeledger.kube.api import Kubernetes, list_all
-from kubeledger.kube.client import KubeClient, load_client
 from kubeledger.recording import catchup, retention
 from kubeledger.recording.ledger import Ledger, head_of
 from kubeledger.recording.recorder import Recorder
@@ -54,7 +55,6 @@ class Runtime:
     shippers: list[Shipper] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
     supervisor: Supervisor = field(default_factory=Supervisor)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Set by the first watch event: from then on, changes are recorded live.
     ready: bool = False
 
@@ -63,8 +63,13 @@ class Runtime:
         return kinds.audited(self.settings.watch_extra_kinds)
 
     @classmethod
-    async def start(cls, settings: Settings, *, readiness_url: str | None = None) -> Runtime:
-        api = KubeClient(load_client(), timeout_seconds=settings.api_timeout_seconds)
+    async def start(cls, settings: Settings, api: Kubernetes, *,
+                    admission: AdmissionCache | None, audit: AuditLog | None,
+                    may_write: Callable[[], bool]) -> Runtime:
+        """Loads the records (the chain continues from them) and starts the writer's work.
+
+        ``may_write`` is the fence of leader election: the ledger asks it before every write.
+        """
         await crd.ensure(api)
         records = await _load_records(api)
         specs = [record["spec"] for record in records or []]
@@ -73,9 +78,7 @@ class Runtime:
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     len(specs), len(baselines), head.sequence)
         revisions = Revisions()
-        ledger = Ledger(api, head)
-        admission = AdmissionCache() if settings.webhook_port else None
-        audit = AuditLog() if settings.audit_port else None
+        ledger = Ledger(api, head, may_write=may_write)
         recorder = Recorder(
             cluster=settings.cluster_name,
             redactor=Redactor(settings.redaction_salt.get_secret_value().encode(),
@@ -87,10 +90,6 @@ class Runtime:
             max_changes=settings.max_changes_per_record,
         )
         runtime = cls(settings, api, baselines, revisions, recorder)
-        if readiness_url:
-            runtime.closers.append(await receivers.serve_readiness(
-                readiness_url, lambda: runtime.ready))
-        await runtime._start_receivers(admission, audit)
         runtime._start_shipping(ledger)
         await catchup.record_unobserved_deletions(api, recorder, baselines, runtime.audited)
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
@@ -113,28 +112,6 @@ class Runtime:
         self.shippers.append(shipper)
         self.supervisor.spawn(f"shipping to {sink.name}", shipper.run)
 
-    async def _start_receivers(self, admission: AdmissionCache | None,
-                               audit: AuditLog | None) -> None:
-        """Serves the admission webhook and the audit backend, where configured.
-
-        The settings guarantee the certificates of a configured port (``config``).
-        """
-        settings = self.settings
-        cert_dir = settings.webhook_cert_dir
-        if admission is not None and settings.webhook_port and cert_dir:
-            self.closers.append(await receivers.serve(
-                receivers.admission_app(admission), settings.webhook_host,
-                settings.webhook_port, receivers.server_tls(cert_dir)))
-            logger.info("admission webhook listening on %s:%d", settings.webhook_host,
-                        settings.webhook_port)
-        client_ca = settings.audit_client_ca
-        if audit is not None and settings.audit_port and cert_dir and client_ca:
-            self.closers.append(await receivers.serve(
-                receivers.audit_app(audit), settings.audit_host, settings.audit_port,
-                receivers.server_tls(cert_dir, client_ca=client_ca)))
-            logger.info("audit receiver listening on %s:%d", settings.audit_host,
-                        settings.audit_port)
-
     def watches_listed(self) -> None:
         """Called on every watch event; the first one makes the operator ready."""
         if not self.ready:
@@ -145,8 +122,6 @@ class Runtime:
         await self.supervisor.stop()
         for sink in self.sinks:
             await sink.close()
-        for close in self.closers:
-            await close()
 
     async def _prune_periodically(self) -> None:
         """Removes delivered, superseded records older than the retention."""

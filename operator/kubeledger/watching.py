@@ -1,10 +1,14 @@
-"""kopf handlers, and running kopf: the only module that knows kopf.
+"""kopf handlers, and running the replica and kopf: the only module that knows kopf.
 
 Handlers are thin: they hand the raw event to the recorder and return. Only
 ``@kopf.on.event`` is used, so kopf writes nothing onto watched objects (no annotations,
 no finalizers): an audit tool must not cause GitOps drift in what it audits. The
 services the handlers call are built once at start-up (``runtime``) and reach them
 through kopf's memo.
+
+kopf runs only while this replica leads (``replica``, ``leadership``). When leadership
+ends, kopf is stopped and ``run`` returns ``LEADERSHIP_LOST``: the process exits and is
+started again as a standby, with nothing carried over from its time as the writer.
 
 Readiness: every watched kind also has an index handler that keeps nothing. kopf holds
 back all other handlers until every indexed kind has been listed once, so the first
@@ -15,42 +19,66 @@ ClusterRoles, so that first event comes.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import kopf
 
-from kubeledger import config
+from kubeledger import config, logs
 from kubeledger.config import Settings
 from kubeledger.core import kinds
 from kubeledger.core.kinds import Resource
 from kubeledger.kube import crd
+from kubeledger.replica import Endpoints, Replica
 from kubeledger.runtime import Runtime
 
-
-def run(settings: Settings, *, liveness_url: str | None, readiness_url: str | None,
-        verbose: bool) -> None:
-    """Runs the operator until it is stopped; a start-up failure raises."""
-    kopf.configure(verbose=verbose)
-    logging.getLogger("kubeledger").setLevel(logging.DEBUG if verbose else logging.INFO)
-    registry = kopf.OperatorRegistry()
-    register(registry, settings, readiness_url=readiness_url)
-    asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                              liveness_endpoint=liveness_url, memo=kopf.Memo()))
+STOPPED = 0
+LEADERSHIP_LOST = 3
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings,
-             readiness_url: str | None = None) -> None:
+def run(settings: Settings, endpoints: Endpoints, *, log_format: str, verbose: bool) -> int:
+    """Runs this replica until it is stopped (``STOPPED``) or loses the lead; a start-up
+    failure raises."""
+    logs.configure(log_format, verbose=verbose)
+    return asyncio.run(_replica(settings, endpoints))
+
+
+async def _replica(settings: Settings, endpoints: Endpoints) -> int:
+    replica = await Replica.start(settings, endpoints)
+    try:
+        if not await replica.lead():
+            return STOPPED
+        registry = kopf.OperatorRegistry()
+        register(registry, settings)
+        stop = asyncio.Event()
+        replica.supervisor.spawn("the leadership watch", lambda: _when(replica.election.lost,
+                                                                      stop))
+        await kopf.operator(registry=registry, clusterwide=True, standalone=True,
+                            memo=kopf.Memo(replica=replica), stop_flag=stop)
+        return LEADERSHIP_LOST if replica.election.lost.is_set() else STOPPED
+    finally:
+        await replica.stop()
+
+
+async def _when(happened: asyncio.Event, then: asyncio.Event) -> None:
+    await happened.wait()
+    then.set()
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Registers every handler the given settings call for."""
 
     @kopf.on.startup(registry=registry)
     async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf would post its log lines as Events about the watched objects: noise.
         settings.posting.enabled = False
+        replica: Replica = memo.replica
         try:
-            memo.runtime = await Runtime.start(operator_settings, readiness_url=readiness_url)
+            memo.runtime = replica.runtime = await Runtime.start(
+                operator_settings, replica.api, admission=replica.admission,
+                audit=replica.audit, may_write=replica.may_write)
         except (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError) as error:
             raise kopf.PermanentError(str(error)) from error
+        replica.crd_installed = True
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -60,15 +88,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings,
         # login asks cluster DNS for kubernetes.default.svc, which a cluster may not run.
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
-
-    @kopf.on.probe(registry=registry, id="background")
-    def background(memo: kopf.Memo, **_: Any) -> str:
-        # A failing probe handler fails kopf's liveness endpoint (see ``supervision``).
-        # Permanent, so kopf reports it at once instead of retrying it within the probe.
-        problems = memo.runtime.supervisor.problems if "runtime" in memo else []
-        if problems:
-            raise kopf.PermanentError("; ".join(problems))
-        return "ok"
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:

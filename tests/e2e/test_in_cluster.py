@@ -22,11 +22,11 @@ TEST_IMAGE, TEST_IMAGE_2 = images.TEST_IMAGES
 
 
 def operator_pod(kubectl: Kubectl) -> dict[str, Any]:
-    pods = kubectl.json("get", "pods", "-n", release.NAMESPACE, "-l",
-                        "app.kubernetes.io/instance=" + release.RELEASE)["items"]
-    running = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
-    assert len(running) == 1, [pod["metadata"]["name"] for pod in pods]
-    found: dict[str, Any] = running[0]
+    """The pod that writes: the one the Lease names (the chart runs a standby beside it)."""
+    holder = kubectl.json("get", "lease", "-n", release.NAMESPACE,
+                          release.FULLNAME)["spec"]["holderIdentity"]
+    found: dict[str, Any] = kubectl.json("get", "pod", "-n", release.NAMESPACE,
+                                         holder.rsplit("_", 1)[0])
     return found
 
 

@@ -255,6 +255,13 @@ class Endpoints:
             "KUBELEDGER_AUDIT_HOST": "127.0.0.1",
             "KUBELEDGER_AUDIT_PORT": str(self.ports["audit"]),
             "KUBELEDGER_AUDIT_CLIENT_CA": str(stack_pki.ca_cert),
+            # The same Lease as the chart's release (named like it, in its namespace), so
+            # a host-run operator and the pod never write at once; short, because tests
+            # kill and restart the operator, and a killed holder's lease must run out.
+            "KUBELEDGER_LEASE_NAME": "kubeledger",
+            "KUBELEDGER_LEASE_DURATION_SECONDS": "4",
+            "KUBELEDGER_LEASE_RENEW_DEADLINE_SECONDS": "3",
+            "KUBELEDGER_LEASE_RETRY_PERIOD_SECONDS": "0.5",
         }
 
 
@@ -319,6 +326,10 @@ class Stack:
     def import_image(self, archive: Path) -> None:
         """Imports an image archive into the node's containerd (the stack must be up)."""
         self.node_for(self._endpoints(None)).import_image(archive)
+
+    def tag_image(self, image: str, tag: str) -> None:
+        """Gives an imported image another name (a new tag of the same image)."""
+        self.node_for(self._endpoints(None)).tag_image(image, tag)
 
     def start_operator(self, endpoints: Endpoints) -> int:
         """Runs ``kubeledger run`` against this stack (unless it runs); returns its PID."""

@@ -122,6 +122,9 @@ class Node:
         say(f"importing {archive.name} into containerd")
         run(self.runtime.ctr("images", "import", "--all-platforms", str(archive)))
 
+    def tag_image(self, image: str, tag: str) -> None:
+        run(self.runtime.ctr("images", "tag", "--force", image, tag))
+
     def start_kubelet(self) -> None:
         if self.processes.running("kubelet"):
             return

@@ -69,9 +69,14 @@ class FakeKube:
                 raise errors.NotFound(f"404 {resource.plural} {name} not found", status=404)
             return copy.deepcopy(found)
 
-    async def list(self, resource: Resource, keep: Callable[[Object], T]) -> list[T]:
+    async def list(self, resource: Resource, keep: Callable[[Object], T], *,
+                   namespace: str | None = None, label_selector: str | None = None) -> list[T]:
+        # Equality selectors (``a=b,c=d``) are all the operator uses.
+        wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
         with self._call("list"):
-            listed = [keep(body) for body in self.of(resource)]
+            listed = [keep(body) for body in self.of(resource)
+                      if namespace in (None, body["metadata"].get("namespace"))
+                      and wanted.items() <= (body["metadata"].get("labels") or {}).items()]
         for happening in self.after_list:
             await happening()
         return listed

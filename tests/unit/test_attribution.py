@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -117,12 +118,31 @@ async def test_a_deletion_reads_no_gitops_object() -> None:
     assert kube.calls["get"] == 0
 
 
-async def test_after_the_fact_no_live_identity_is_used() -> None:
+async def test_after_the_fact_what_the_caches_already_hold_is_used() -> None:
+    """A new leader's first listing: its caches hold what was learned during the failover."""
     kube = FakeKube()
     body = objects.deployment()
-    subject, log = synced_by(io.ALICE, body)  # the audit log knows; the change is old news
+    subject, log = synced_by(io.ALICE, body)
 
     initiator, _ = await attributor(kube, log)(subject, body, deleted=False, live=False)
 
+    assert (initiator.source, initiator.username, initiator.verified) == (
+        InitiatorSource.AUDIT, io.ALICE, True)
+
+
+async def test_after_the_fact_nothing_is_waited_for() -> None:
+    body = objects.deployment()
+    subject = decision.subject_of(kinds.DEPLOYMENTS, body)
+    log = AuditLog()
+    slow = Attributor(FakeKube(), admission=None, audit=log, audit_wait_seconds=5.0,
+                      commit_annotations=())
+    late = asyncio.get_running_loop().call_later(0.2, log.ingest, io.event_list(
+        io.audit_event("update", body, user=io.user_info(io.ALICE))))
+
+    initiator, _ = await slow(subject, body, deleted=False, live=False)
+
+    late.cancel()
     assert initiator.source is not InitiatorSource.AUDIT
     assert not initiator.verified
+
+

@@ -3,18 +3,21 @@
 Runs the real ``helm`` (built once per machine by ``stack.helm_tool``) offline: ``helm
 template`` renders without a cluster, so every ``lookup`` comes back empty and the chart
 takes its first-install path (fresh salt, fresh webhook certificate). Rendered objects are
-checked against Kubernetes 1.30's schemas with ``kubernetes_validate``; the record schema
-itself is tested in ``test_crd``.
+checked against Kubernetes 1.30's schemas with ``kubernetes_validate``, the ServiceMonitor
+against the fields of the Prometheus Operator's CRD it uses; the record schema itself is
+tested in ``test_crd``.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]  # ships no type information
 import kubernetes_validate
 import pytest
 import yaml
@@ -27,8 +30,11 @@ CRD_FILE = ROOT / "crds" / "auditrecords.yaml"
 RELEASE = "ledger"
 NAMESPACE = "audit"
 KUBERNETES_VERSION = "1.30.0"
-# Kinds kubernetes_validate has no schema for (cert-manager's CRDs).
-CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
+# Kinds kubernetes_validate has no schema for (cert-manager's and the Prometheus Operator's
+# CRDs).
+CUSTOM_KINDS = {"Issuer", "Certificate", "ServiceMonitor"}
+FULLNAME = f"{RELEASE}-kubeledger"
+SELECTOR = {"app.kubernetes.io/name": "kubeledger", "app.kubernetes.io/instance": RELEASE}
 
 # Every optional feature switched on at once.
 FULL_VALUES: dict[str, Any] = {
@@ -43,6 +49,16 @@ FULL_VALUES: dict[str, Any] = {
     },
     "config": {"redaction": {"secret_name_patterns": ["(?i)token"]}, "max_changes_per_record": 32},
     "podAnnotations": {"example.com/team": "platform"},
+    "replicaCount": 3,
+    "leaderElection": {
+        "leaseDurationSeconds": 30,
+        "renewDeadlineSeconds": 20,
+        "retryPeriodSeconds": 2.5,
+    },
+    "logFormat": "text",
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "prom"}},
+    },
 }
 
 Manifest = dict[str, Any]
@@ -108,10 +124,40 @@ def only(manifests: list[Manifest], kind: str) -> Manifest:
     return found
 
 
+def named(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    (found,) = [
+        doc for doc in manifests if doc["kind"] == kind and doc["metadata"]["name"] == name
+    ]
+    return found
+
+
+def names_of(manifests: list[Manifest], kind: str) -> set[str]:
+    return {doc["metadata"]["name"] for doc in manifests if doc["kind"] == kind}
+
+
+def pod_spec(manifests: list[Manifest]) -> dict[str, Any]:
+    spec: dict[str, Any] = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
 def container_env(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
     """The operator container's environment, by variable name."""
-    (container,) = only(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (container,) = pod_spec(manifests)["containers"]
     return {item["name"]: item for item in container["env"]}
+
+
+def role_grants(manifests: list[Manifest]) -> dict[tuple[str, str, tuple[str, ...]], set[str]]:
+    """The namespaced Role's verbs by API group, resource and resource names (() for any)."""
+    role = only(manifests, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    granted: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (group, resource, tuple(rule.get("resourceNames", ())))
+                assert key not in granted, f"{key} granted twice"
+                granted[key] = set(rule["verbs"])
+    return granted
 
 
 def test_lint_strict_passes(helm: Helm, full_values_file: Path) -> None:
@@ -122,7 +168,7 @@ def test_lint_strict_passes(helm: Helm, full_values_file: Path) -> None:
 
 def test_every_object_is_valid_for_kubernetes(manifests: list[Manifest]) -> None:
     for manifest in manifests:
-        if manifest["kind"] in CERT_MANAGER_KINDS:
+        if manifest["kind"] in CUSTOM_KINDS:
             continue
         try:
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
@@ -138,7 +184,13 @@ def test_every_object_is_valid_for_kubernetes(manifests: list[Manifest]) -> None
         ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
         ("watch.extraKinds={pods}", "/watch/extraKinds"),
         ("elasticsearch.tls=true", "tls"),
-        ("replicaCount=2", "/replicaCount"),
+        ("replicaCount=-1", "/replicaCount"),
+        ("leaderElection.leaseDuration=15", "/leaderElection': additional properties"),
+        ("leaderElection.retryPeriodSeconds=0", "/leaderElection/retryPeriodSeconds"),
+        ("logFormat=yaml", "/logFormat"),
+        ("metrics.enabled=true", "/metrics': additional properties 'enabled'"),
+        ("metrics.serviceMonitor.scrapeInterval=1m", "/metrics/serviceMonitor': additional"),
+        ("metrics.serviceMonitor.interval=30sec", "/metrics/serviceMonitor/interval"),
         ("audit.enabled=true", "/audit/clientCASecret"),
         ("webhook.service.clusterIP=somewhere", "/webhook/service/clusterIP"),
     ],
@@ -193,19 +245,15 @@ def test_extra_kinds_are_off_by_default(default_manifests: list[Manifest]) -> No
     assert not {"statefulsets", "daemonsets"} & resources
 
 
-def test_role_is_limited_to_the_operators_configmaps(
+def test_role_is_limited_to_the_operators_configmaps_lease_and_peers(
     default_manifests: list[Manifest],
 ) -> None:
-    role = only(default_manifests, "Role")
-    assert role["metadata"]["namespace"] == NAMESPACE
-    granted = {
-        (group, resource): set(rule["verbs"])
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-    }
-    assert granted == {
-        ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch"},
+    assert role_grants(default_manifests) == {
+        ("", "configmaps", ()): {"get", "list", "watch", "create", "update", "patch"},
+        # A create cannot name its object; everything else is this release's Lease only.
+        ("coordination.k8s.io", "leases", ()): {"create"},
+        ("coordination.k8s.io", "leases", (FULLNAME,)): {"get", "update"},
+        ("discovery.k8s.io", "endpointslices", ()): {"list"},
     }
 
 
@@ -239,7 +287,11 @@ def test_deployment_is_locked_down(default_manifests: list[Manifest]) -> None:
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz",
-                                 "--readiness", "http://0.0.0.0:8081/readyz"]
+                                 "--readiness", "http://0.0.0.0:8081/readyz",
+                                 "--metrics", "http://0.0.0.0:8082/metrics",
+                                 "--log-format", "json"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"health": 8080, "ready": 8081, "metrics": 8082, "webhook": 9443}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     tmp = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108  # the pod's own emptyDir
@@ -258,6 +310,15 @@ def test_default_environment(default_manifests: list[Manifest]) -> None:
     assert env["KUBELEDGER_WEBHOOK_PORT"]["value"] == "9443"
     assert env["KUBELEDGER_WEBHOOK_CERT_DIR"]["value"] == "/etc/kubeledger/webhook"
     assert env["KUBELEDGER_RETENTION_DAYS"]["value"] == "7"
+    assert env["KUBELEDGER_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["KUBELEDGER_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["KUBELEDGER_LEASE_NAME"]["value"] == FULLNAME
+    assert env["KUBELEDGER_LEASE_DURATION_SECONDS"]["value"] == "15"
+    assert env["KUBELEDGER_LEASE_RENEW_DEADLINE_SECONDS"]["value"] == "10"
+    assert env["KUBELEDGER_LEASE_RETRY_PERIOD_SECONDS"]["value"] == "2"
+    # The peers' Service is the webhook's.
+    assert env["KUBELEDGER_PEER_SERVICE"]["value"] == f"{FULLNAME}-webhook"
+    assert names_of(default_manifests, "Service") == {f"{FULLNAME}-webhook", f"{FULLNAME}-metrics"}
     assert env["KUBELEDGER_WATCH_EXTRA_KINDS"]["value"] == ""
     assert env["ELASTICSEARCH_URL"]["value"] == ""
     assert env["ELASTICSEARCH_INDEX_PREFIX"]["value"] == "kubeledger"
@@ -281,6 +342,11 @@ def test_full_environment(full_manifests: list[Manifest]) -> None:
         }
     assert env["ELASTICSEARCH_CA_CERTS"]["value"] == "/etc/kubeledger/elasticsearch-ca/ca.crt"
     assert env["KUBELEDGER_CONFIG"]["value"] == "/etc/kubeledger/config/config.yaml"
+    assert env["KUBELEDGER_LEASE_DURATION_SECONDS"]["value"] == "30"
+    assert env["KUBELEDGER_LEASE_RENEW_DEADLINE_SECONDS"]["value"] == "20"
+    assert env["KUBELEDGER_LEASE_RETRY_PERIOD_SECONDS"]["value"] == "2.5"
+    (container,) = pod_spec(full_manifests)["containers"]
+    assert container["args"][-2:] == ["--log-format", "text"]
     config_map = only(full_manifests, "ConfigMap")
     assert yaml.safe_load(config_map["data"]["config.yaml"]) == FULL_VALUES["config"]
 
@@ -323,7 +389,7 @@ def test_webhook_observes_without_ever_blocking(default_manifests: list[Manifest
     }
     for rule in webhook["rules"]:
         assert rule["operations"] == ["CREATE", "UPDATE", "DELETE"]
-    (port,) = only(default_manifests, "Service")["spec"]["ports"]
+    (port,) = named(default_manifests, "Service", f"{FULLNAME}-webhook")["spec"]["ports"]
     assert (port["port"], port["targetPort"]) == (443, "webhook")
 
 
@@ -356,10 +422,12 @@ def test_cert_manager_issues_and_injects(full_manifests: list[Manifest]) -> None
 
 def test_webhook_can_be_disabled(helm: Helm) -> None:
     manifests = helm.template("--set", "webhook.enabled=false")
-    kinds = {doc["kind"] for doc in manifests}
-    assert not {"ValidatingWebhookConfiguration", "Service"} & kinds
+    assert "ValidatingWebhookConfiguration" not in {doc["kind"] for doc in manifests}
+    assert names_of(manifests, "Service") == {f"{FULLNAME}-metrics"}
     env = container_env(manifests)
-    assert "KUBELEDGER_WEBHOOK_PORT" not in env
+    assert not {"KUBELEDGER_WEBHOOK_PORT", "KUBELEDGER_PEER_SERVICE"} & set(env)
+    # Without the peers' Service there is nothing to find them by.
+    assert ("discovery.k8s.io", "endpointslices", ()) not in role_grants(manifests)
 
 
 def test_namespaced_objects_land_in_the_release_namespace(
@@ -382,7 +450,7 @@ AUDIT_VALUES = ("--set", "audit.enabled=true", "--set", "audit.clientCASecret=ap
 
 def test_audit_receiver_serves_on_the_webhook_service(helm: Helm) -> None:
     manifests = helm.template(*AUDIT_VALUES)
-    service = only(manifests, "Service")["spec"]
+    service = named(manifests, "Service", f"{FULLNAME}-webhook")["spec"]
     assert service["clusterIP"] == "10.96.0.50"
     ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["ports"]}
     assert ports == {"https": (443, "webhook"), "audit": (8443, "audit")}
@@ -397,7 +465,7 @@ def test_audit_receiver_serves_on_the_webhook_service(helm: Helm) -> None:
 def test_audit_receiver_alone_still_serves_tls(helm: Helm) -> None:
     manifests = helm.template(*AUDIT_VALUES, "--set", "webhook.enabled=false")
     assert "ValidatingWebhookConfiguration" not in {doc["kind"] for doc in manifests}
-    (port,) = only(manifests, "Service")["spec"]["ports"]
+    (port,) = named(manifests, "Service", f"{FULLNAME}-webhook")["spec"]["ports"]
     assert port["name"] == "audit"
     env = container_env(manifests)
     assert "KUBELEDGER_WEBHOOK_PORT" not in env
@@ -412,7 +480,189 @@ def test_own_serving_certificate_replaces_the_generated_one(helm: Helm) -> None:
     assert volume["secret"]["secretName"] == "my-tls"
 
 
-def test_upgrades_replace_the_single_writer(default_manifests: list[Manifest]) -> None:
+def test_a_standby_waits_beside_the_writer(default_manifests: list[Manifest]) -> None:
     spec = only(default_manifests, "Deployment")["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    # The new pod starts as a standby beside the old ones, so the receivers never go away.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 30
+    budget = only(default_manifests, "PodDisruptionBudget")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": {"matchLabels": SELECTOR}}
+    assert spec["selector"] == {"matchLabels": SELECTOR}
+
+
+def test_replicas_prefer_different_nodes(default_manifests: list[Manifest]) -> None:
+    affinity = pod_spec(default_manifests)["affinity"]
+    assert affinity == {
+        "podAntiAffinity": {
+            # Preferred, not required: a one-node cluster must still run every replica.
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": SELECTOR},
+                    },
+                },
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("replicas", ["0", "1"])
+def test_a_single_replica_has_no_budget_and_no_spreading(helm: Helm, replicas: str) -> None:
+    manifests = helm.template("--set", f"replicaCount={replicas}")
+    assert only(manifests, "Deployment")["spec"]["replicas"] == int(replicas)
+    assert "PodDisruptionBudget" not in {doc["kind"] for doc in manifests}
+    assert "affinity" not in pod_spec(manifests)
+
+
+def test_users_affinity_replaces_the_default(helm: Helm, tmp_path: Path) -> None:
+    affinity = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "kubeledger"}},
+                },
+            ],
+        },
+    }
+    values = tmp_path / "affinity.yaml"
+    values.write_text(yaml.safe_dump({"affinity": affinity}))
+    manifests = helm.template("--values", str(values))
+    assert pod_spec(manifests)["affinity"] == affinity
+
+
+def test_metrics_service_reaches_every_replica(default_manifests: list[Manifest]) -> None:
+    service = named(default_manifests, "Service", f"{FULLNAME}-metrics")
+    assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "metrics"
+    assert service["spec"] == {
+        "type": "ClusterIP",
+        "selector": SELECTOR,
+        "ports": [{"name": "metrics", "port": 8082, "targetPort": "metrics", "protocol": "TCP"}],
+    }
+    assert "ServiceMonitor" not in {doc["kind"] for doc in default_manifests}
+
+
+# The fields of the Prometheus Operator's ServiceMonitor (monitoring.coreos.com/v1) that the
+# chart sets, closed so that a misspelt or misplaced field fails. The interval pattern is
+# the CRD's own (a Prometheus duration).
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "namespace"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "matchLabels": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {
+                                "type": "string",
+                                "pattern": (
+                                    "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
+                                    "(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+                                ),
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_service_monitor_scrapes_the_metrics_service(full_manifests: list[Manifest]) -> None:
+    monitor = only(full_manifests, "ServiceMonitor")
+    jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA).validate(monitor)
+    labels = monitor["metadata"]["labels"]
+    assert labels["release"] == "prom"
+    assert labels["app.kubernetes.io/instance"] == RELEASE
+    service = named(full_manifests, "Service", f"{FULLNAME}-metrics")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    # It picks the metrics Service, and not the webhook's, which has the same instance labels.
+    assert selector.items() <= service["metadata"]["labels"].items()
+    webhook = named(full_manifests, "Service", f"{FULLNAME}-webhook")
+    assert not selector.items() <= webhook["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "1m"}
+
+
+def test_service_monitor_schema_catches_mistakes(full_manifests: list[Manifest]) -> None:
+    """The schema above can fail: a ServiceMonitor with a bad interval does not pass it."""
+    monitor = copy.deepcopy(only(full_manifests, "ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["interval"] = "30"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA).validate(monitor)
+
+
+def test_service_monitor_interval_may_be_left_to_prometheus(helm: Helm) -> None:
+    manifests = helm.template("--set", "metrics.serviceMonitor.enabled=true",
+                              "--set", "metrics.serviceMonitor.interval=")
+    (endpoint,) = only(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint == {"port": "metrics", "path": "/metrics"}
+
+
+@pytest.mark.parametrize(
+    ("lease", "renew", "retry"),
+    [("10", "10", "2"), ("15", "20", "2"), ("15", "2", "2"), ("15", "10", "12")],
+)
+def test_lease_timings_out_of_order_fail(helm: Helm, lease: str, renew: str, retry: str) -> None:
+    done = helm.run(
+        "template", RELEASE, str(CHART),
+        "--set", f"leaderElection.leaseDurationSeconds={lease}",
+        "--set", f"leaderElection.renewDeadlineSeconds={renew}",
+        "--set", f"leaderElection.retryPeriodSeconds={retry}",
+    )
+    assert done.returncode != 0
+    assert (
+        f"leaderElection: leaseDurationSeconds ({lease}) must be greater than "
+        f"renewDeadlineSeconds ({renew}), and renewDeadlineSeconds greater than "
+        f"retryPeriodSeconds ({retry})"
+    ) in done.stderr
+

@@ -8,7 +8,7 @@ import pytest
 
 from kubeledger.core import chain, model
 from kubeledger.kube import errors
-from kubeledger.recording.ledger import Ledger
+from kubeledger.recording.ledger import Ledger, NotWriterError
 from unit import records
 from unit.fake_kube import FakeKube
 
@@ -95,3 +95,36 @@ async def test_a_record_removed_between_conflict_and_read_is_written_again() -> 
     assert written is not None
     assert kube.records()["record-1"]["chain"]["sequence"] == 1
     assert (kube.calls["create"], kube.calls["get"]) == (2, 1)
+
+
+async def test_a_replica_whose_leadership_ended_writes_nothing() -> None:
+    kube = FakeKube()
+    leading = [True]
+    ledger = Ledger(kube, chain.Head(), may_write=lambda: leading[0])
+    await ledger.append("record-1", spec(1))
+    leading[0] = False
+
+    with pytest.raises(NotWriterError, match="not the leader any more: record record-2"):
+        await ledger.append("record-2", spec(2))
+
+    assert list(kube.records()) == ["record-1"]
+    assert ledger.head.sequence == 1
+
+
+async def test_the_fence_is_asked_again_before_each_retry() -> None:
+    """An outage outlasting the leadership must not end in a write by a former leader."""
+    kube = FakeKube()
+    asked = []
+
+    def fence() -> bool:
+        asked.append(True)
+        return len(asked) < 3
+
+    kube.fail("create", errors.Unavailable("503", status=503), times=5)
+    ledger = Ledger(kube, chain.Head(), may_write=fence)
+
+    with pytest.raises(NotWriterError):
+        await ledger.append("record-1", spec(1))
+
+    assert kube.records() == {}
+    assert kube.calls["create"] == 2

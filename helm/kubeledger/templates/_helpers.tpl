@@ -69,6 +69,24 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- printf "%s-webhook" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+The Lease the replicas elect their one writer on (in the release namespace): its
+holderIdentity is the writing pod's name.
+*/}}
+{{- define "kubeledger.leaseName" -}}
+{{- include "kubeledger.fullname" . }}
+{{- end }}
+
+{{/* The Service Prometheus scrapes every replica's /metrics through. */}}
+{{- define "kubeledger.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Non-empty when more than one replica runs: the PodDisruptionBudget and the default anti-affinity. */}}
+{{- define "kubeledger.replicated" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
 {{/* The Secret holding the redaction salt. */}}
 {{- define "kubeledger.saltSecretName" -}}
 {{- printf "%s-redaction-salt" (include "kubeledger.fullname" .) | trunc 63 | trimSuffix "-" }}

@@ -61,6 +61,11 @@ RECORDS = Resource(model.GROUP, model.VERSION, model.PLURAL, model.KIND, namespa
 CUSTOM_RESOURCE_DEFINITIONS = Resource("apiextensions.k8s.io", "v1",
                                        "customresourcedefinitions",
                                        "CustomResourceDefinition", namespaced=False)
+# One writer at a time: leader election on a Lease in the operator's namespace; the
+# replicas find each other through the EndpointSlices of their webhook Service.
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
+ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice",
+                           namespaced=True)
 
 # What the GitOps controllers keep about a sync: read to name its trigger and commit.
 ARGOCD_APPLICATIONS = Resource("argoproj.io", "v1alpha1", "applications", "Application",

@@ -13,7 +13,9 @@ through the ``scale`` subresource the new replica count. Entries of writes that 
 happened just expire. Server-side dry runs are never remembered.
 
 Only the user, the operation and the fingerprint are kept, never the object: admitted
-objects hold secrets (env values, the last-applied annotation).
+objects hold secrets (env values, the last-applied annotation). That is also all that
+is relayed to the other replicas (``peers``): ``remember`` returns it as a plain
+mapping and ``adopt`` takes a peer's.
 """
 
 from __future__ import annotations
@@ -50,6 +52,19 @@ class _Admitted:
     fingerprint: str | None = None
     replicas: int | None = None
 
+    def shared(self, uid: str) -> dict[str, Any]:
+        identity = self.identity
+        return {"uid": uid, "user": identity.user.info(), "operation": identity.operation,
+                "fieldManager": identity.field_manager, "fingerprint": self.fingerprint,
+                "replicas": self.replicas}
+
+    @classmethod
+    def from_shared(cls, shared: Mapping[str, Any]) -> tuple[str, _Admitted]:
+        identity = AdmissionIdentity(User.from_info(shared["user"]), str(shared["operation"]),
+                                     shared.get("fieldManager"))
+        return str(shared["uid"]), cls(identity, fingerprint=shared.get("fingerprint"),
+                                       replicas=shared.get("replicas"))
+
     def explains(self, fingerprint: str, replicas: int | None) -> bool:
         """Whether this write could have produced an object with these features."""
         if self.fingerprint is not None:
@@ -73,16 +88,23 @@ class AdmissionCache:
     def __len__(self) -> int:
         return len(self._store)
 
-    def remember(self, review_request: Mapping[str, Any]) -> bool:
-        """Remembers an AdmissionReview's ``request``; False when it is not worth keeping."""
+    def remember(self, review_request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Remembers an AdmissionReview's ``request``; None when it is not worth keeping.
+
+        Returns what was kept, in the form ``adopt`` takes: for the other replicas.
+        """
         if review_request.get("dryRun"):
-            return False
+            return None
         admitted = _admitted(review_request)
         if admitted is None:
-            return False
+            return None
         uid, entry = admitted
         self._store.add(uid, entry)
-        return True
+        return entry.shared(uid)
+
+    def adopt(self, shared: Mapping[str, Any]) -> None:
+        """Keeps what another replica's webhook was told (``remember``'s result there)."""
+        self._store.add(*_Admitted.from_shared(shared))
 
     def match(
         self, uid: str, body: Mapping[str, Any] | None, operation: str | None = None

@@ -5,16 +5,22 @@ awaited briefly, since it arrives a second or so after the watch event; the admi
 request that explains the change is taken from the cache; the object itself names its
 tool (managedFields), a declared initiator and a commit (annotation or image tag). When
 the writer is a GitOps controller, its Application or Kustomization is read for who
-triggered the sync and which commit it applied. ``identity.resolve`` then decides. A
-change seen only after the fact has no live identity: only what the object says.
+triggered the sync and which commit it applied. ``identity.resolve`` then decides.
+
+A change seen only after the fact (by a leader's first listing) waits for nothing, but
+is still joined to what the caches already hold: the join keys are exact (uid and
+resourceVersion, or the fingerprint of the very state), and a standby that takes over
+holds what its receivers and its peers were told while the old leader was going. When
+several changes were made in that gap, the record's initiator is the last writer.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from kubeledger import metrics
 from kubeledger.core import kinds
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Commit, CommitSource, Initiator, InitiatorSource, Subject
@@ -26,6 +32,7 @@ from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
 
 logger = logging.getLogger(__name__)
+_Identity = TypeVar("_Identity", AuditIdentity, AdmissionIdentity)
 
 
 class Attributor:
@@ -42,8 +49,9 @@ class Attributor:
 
     async def __call__(self, subject: Subject, body: Mapping[str, Any] | None, *,
                        deleted: bool, live: bool) -> tuple[Initiator, Commit]:
-        audit = await self._audit_identity(subject, deleted) if live else None
-        admission = self._admission_identity(subject, body, deleted) if live else None
+        audit = await self._audit_identity(subject, deleted,
+                                           wait=self._audit_wait if live else 0.0)
+        admission = self._admission_identity(subject, body, deleted)
         facts = body or {}
         tool = ((admission.field_manager if admission else None)
                 or resolve.tool_from_managed_fields(facts))
@@ -57,19 +65,22 @@ class Attributor:
             gitops_trigger=trigger, gitops_source=gitops_source)
         return initiator, self._commit(facts, gitops_commit)
 
-    async def _audit_identity(self, subject: Subject, deleted: bool) -> AuditIdentity | None:
+    async def _audit_identity(self, subject: Subject, deleted: bool, *,
+                              wait: float) -> AuditIdentity | None:
         if self._audit is None:
             return None
         if deleted:
-            return await self._audit.wait_for_deletion(subject.uid, self._audit_wait)
-        return await self._audit.wait_for(subject.uid, subject.resourceVersion, self._audit_wait)
+            found = await self._audit.wait_for_deletion(subject.uid, wait)
+        else:
+            found = await self._audit.wait_for(subject.uid, subject.resourceVersion, wait)
+        return _joined(InitiatorSource.AUDIT, found)
 
     def _admission_identity(self, subject: Subject, body: Mapping[str, Any] | None,
                             deleted: bool) -> AdmissionIdentity | None:
         if self._admission is None:
             return None
-        return self._admission.match(subject.uid, None if deleted else body,
-                                     "DELETE" if deleted else None)
+        return _joined(InitiatorSource.ADMISSION, self._admission.match(
+            subject.uid, None if deleted else body, "DELETE" if deleted else None))
 
     def _commit(self, body: Mapping[str, Any], gitops_commit: Commit | None) -> Commit:
         """Annotation first (the pipeline said so), then the GitOps revision, then image tags."""
@@ -107,6 +118,12 @@ class Attributor:
         except Exception as error:  # a failed lookup leaves the commit unresolved, no more
             logger.warning("cannot read %s %s/%s: %s", resource.plural, namespace, name, error)
             return None
+
+
+def _joined(source: InitiatorSource, identity: _Identity | None) -> _Identity | None:
+    """Counts whether an identity source that was asked knew the write; passes its answer on."""
+    metrics.IDENTITY_JOINS.labels(source.value, "miss" if identity is None else "hit").inc()
+    return identity
 
 
 def _authenticated_username(audit: AuditIdentity | None,

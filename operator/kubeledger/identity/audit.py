@@ -13,7 +13,9 @@ a subresource (``deployments/scale``) answers with the Deployment's uid and reso
 so it joins the same way. Server-side dry runs are skipped: their response repeats the
 current resourceVersion and would impersonate the write that made it.
 
-Request and response bodies may hold secrets; nothing but the identity fields is kept.
+Request and response bodies may hold secrets; nothing but the identity fields is kept,
+and only those are relayed to the other replicas (``peers``): ``ingest`` returns them as
+plain mappings and ``adopt`` takes a peer's.
 """
 
 from __future__ import annotations
@@ -55,6 +57,20 @@ class AuditIdentity:
         """The user the write was made as: the impersonated one, if any."""
         return self.impersonated or self.user
 
+    def shared(self, key: Key) -> dict[str, Any]:
+        return {"uid": key[0], "resourceVersion": key[1], "user": self.user.info(),
+                "impersonated": self.impersonated.info() if self.impersonated else None,
+                "sourceIPs": list(self.source_ips), "userAgent": self.user_agent}
+
+    @classmethod
+    def from_shared(cls, shared: Mapping[str, Any]) -> tuple[Key, AuditIdentity]:
+        impersonated = shared.get("impersonated")
+        return (str(shared["uid"]), str(shared["resourceVersion"])), cls(
+            user=User.from_info(shared["user"]),
+            impersonated=User.from_info(impersonated) if impersonated else None,
+            source_ips=tuple(shared.get("sourceIPs") or ()),
+            user_agent=shared.get("userAgent"))
+
 
 class AuditLog:
     """Recent audited writes by (uid, resourceVersion), bounded and expiring."""
@@ -74,21 +90,31 @@ class AuditLog:
     def __len__(self) -> int:
         return len(self._store)
 
-    def ingest(self, event_list: Mapping[str, Any]) -> int:
-        """Keeps the identities of an EventList's audited writes; returns how many were kept."""
-        kept = 0
+    def ingest(self, event_list: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Keeps the identities of an EventList's audited writes; returns what was kept.
+
+        In the form ``adopt`` takes: for the other replicas.
+        """
+        kept = []
         for event in event_list.get("items") or ():
             found = _keyed_identity(event)
-            # The first event of a key is the write that made it: later ones with the same
-            # key are no-op updates (same resourceVersion) or repeated deletes of an object
-            # held by finalizers.
-            if found is None or self._store.get(found[0]):
-                continue
-            key, identity = found
-            self._store.add(key, identity)
-            self._wake(key, identity)
-            kept += 1
+            if found is not None and self._keep(*found):
+                kept.append(found[1].shared(found[0]))
         return kept
+
+    def adopt(self, shared: Mapping[str, Any]) -> None:
+        """Keeps an identity another replica's receiver was told (``ingest``'s result there)."""
+        self._keep(*AuditIdentity.from_shared(shared))
+
+    def _keep(self, key: Key, identity: AuditIdentity) -> bool:
+        # The first event of a key is the write that made it: later ones with the same
+        # key are no-op updates (same resourceVersion) or repeated deletes of an object
+        # held by finalizers.
+        if self._store.get(key):
+            return False
+        self._store.add(key, identity)
+        self._wake(key, identity)
+        return True
 
     def lookup(self, uid: str, resource_version: str) -> AuditIdentity | None:
         """Who wrote ``resource_version`` of the object ``uid``, if the event is here."""

@@ -29,6 +29,10 @@ class User:
             groups=tuple(info.get("groups") or ()),
         )
 
+    def info(self) -> dict[str, Any]:
+        """As a ``UserInfo`` object again (what replicas relay to each other)."""
+        return {"username": self.username, "uid": self.uid, "groups": list(self.groups)}
+
 
 def service_account(username: str) -> tuple[str, str] | None:
     """``(namespace, name)`` of a service account's username, None for other users."""

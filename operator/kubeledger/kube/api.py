@@ -30,8 +30,9 @@ class Kubernetes(Protocol):
         """One object; NotFound when it (or its resource) does not exist."""
         ...
 
-    async def list(self, resource: Resource, keep: Callable[[Object], T]) -> list[T]:
-        """``keep(item)`` for every object of ``resource`` in all namespaces.
+    async def list(self, resource: Resource, keep: Callable[[Object], T], *,
+                   namespace: str | None = None, label_selector: str | None = None) -> list[T]:
+        """``keep(item)`` for every object of ``resource`` (in all namespaces, or one).
 
         Only what ``keep`` returns is held: listing every Deployment of a large cluster
         must not hold every Deployment. NotFound when the resource does not exist.
@@ -39,11 +40,12 @@ class Kubernetes(Protocol):
         ...
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
-        """Creates a cluster-scoped object; Conflict when the name is taken."""
+        """Creates an object (a namespaced one in its ``metadata.namespace``); Conflict
+        when the name is taken."""
         ...
 
     async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
-        """Replaces a cluster-scoped object; Conflict when its resourceVersion is stale."""
+        """Replaces an object; Conflict when its ``metadata.resourceVersion`` is stale."""
         ...
 
     async def delete(self, resource: Resource, name: str) -> None:

@@ -60,25 +60,41 @@ class KubeClient:
         return await self._call(self._custom.get_namespaced_custom_object, resource.group,
                                 resource.version, namespace, resource.plural, name)
 
-    async def list(self, resource: Resource, keep: Callable[[Object], T]) -> list[T]:
+    async def list(self, resource: Resource, keep: Callable[[Object], T], *,
+                   namespace: str | None = None, label_selector: str | None = None) -> list[T]:
         items: list[T] = []
         token: str | None = None
+        if namespace is None:
+            list_page: Callable[..., object] = self._custom.list_cluster_custom_object
+            scope: tuple[str, ...] = ()
+        else:
+            list_page, scope = self._custom.list_namespaced_custom_object, (namespace,)
+        selected = {"label_selector": label_selector} if label_selector else {}
         while True:
             paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
-            page = await self._call(self._custom.list_cluster_custom_object, resource.group,
-                                    resource.version, resource.plural, **paging)
+            page = await self._call(list_page, resource.group, resource.version, *scope,
+                                    resource.plural, **selected, **paging)
             items.extend(keep(item) for item in page.get("items", []))
             token = page.get("metadata", {}).get("continue")
             if not token:
                 return items
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        if resource.namespaced:
+            return await self._call(self._custom.create_namespaced_custom_object,
+                                    resource.group, resource.version,
+                                    body["metadata"]["namespace"], resource.plural, dict(body))
         return await self._call(self._custom.create_cluster_custom_object, resource.group,
                                 resource.version, resource.plural, dict(body))
 
     async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
+        metadata = body["metadata"]
+        if resource.namespaced:
+            return await self._call(self._custom.replace_namespaced_custom_object,
+                                    resource.group, resource.version, metadata["namespace"],
+                                    resource.plural, metadata["name"], dict(body))
         return await self._call(self._custom.replace_cluster_custom_object, resource.group,
-                                resource.version, resource.plural, body["metadata"]["name"],
+                                resource.version, resource.plural, metadata["name"],
                                 dict(body))
 
     async def delete(self, resource: Resource, name: str) -> None:

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from kubeledger import metrics
 from kubeledger.core import decision
 from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.kinds import Resource
-from kubeledger.core.model import Commit, Initiator, RecordSpec, Subject
+from kubeledger.core.model import Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
 from kubeledger.core.revisions import Revisions
 from kubeledger.recording.ledger import Ledger
@@ -62,6 +63,8 @@ class Recorder:
     async def observe(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> RecordSpec | None:
         """Handles one watch event; returns the record written, if any."""
+        # A listing's events have no type: they count as "None", as kopf names them.
+        metrics.WATCH_EVENTS.labels(resource.kind, str(event_type)).inc()
         uid = body["metadata"]["uid"]
         decided = decision.decide(
             resource, event_type, body, baseline=self._baselines.get(uid),
@@ -70,9 +73,11 @@ class Recorder:
         match decided:
             case decision.Unchanged():
                 self._baselines.touch(uid)
+                metrics.CHANGES_SKIPPED.labels(resource.kind, "unchanged").inc()
                 return None
             case decision.Rebaseline(subject=subject, encoded=encoded):
                 self._baselines.remember_encoded(subject, encoded)
+                metrics.CHANGES_SKIPPED.labels(resource.kind, "rebaseline").inc()
                 return None
             case decision.Draft():
                 return await self._write(decided, body)
@@ -90,6 +95,8 @@ class Recorder:
         spec = draft.record(cluster=self._cluster, observed_at=datetime.now(UTC),
                             initiator=initiator, commit=commit)
         written = await self._ledger.append(draft.name, spec)
+        if written is not None:  # None: recorded before (a re-list, a restart), not new
+            _count(written)
         if draft.encoded is None:
             self._baselines.forget(draft.subject.uid)
         else:
@@ -102,3 +109,11 @@ class Recorder:
             return None
         rules: list[Mapping[str, Any]] = baseline.snapshot.get("rules", [])
         return rules
+
+
+def _count(written: RecordSpec) -> None:
+    """Counts a new record, and whether nothing said who made its change."""
+    kind = written.subject.kind
+    metrics.RECORDS_WRITTEN.labels(kind, written.action.value).inc()
+    if written.initiator.source is InitiatorSource.UNRESOLVED:
+        metrics.UNRESOLVED_INITIATORS.labels(kind).inc()

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 
-from kubeledger import backoff, sinks
+from kubeledger import backoff, metrics, sinks
 from kubeledger.core import kinds
 from kubeledger.core.model import RecordSpec
 from kubeledger.kube import errors
@@ -70,11 +70,17 @@ class Shipper:
         self._reload = True  # read the outbox from the cluster before trusting memory
         self._wake = asyncio.Event()
         self.position = 0
+        # The highest sequence known written, for the backlog; reported once ``position``
+        # is the stored one, not the 0 it starts at.
+        self._newest = 0
+        self._position_loaded = False
 
     def offer(self, name: str, spec: RecordSpec) -> None:
         """Takes a record the ledger has just written (never blocks)."""
         if spec.chain is None or spec.chain.sequence <= self.position:
             return
+        self._newest = max(self._newest, spec.chain.sequence)
+        self._report_backlog()
         if len(self._pending) >= MAX_PENDING:
             self._pending.clear()
             self._reload = True
@@ -97,6 +103,7 @@ class Shipper:
             meanwhile="records are kept in the cluster and delivery is retried")
         positions = await self._store.load()
         self.position = positions.get(name, 0)
+        self._position_loaded = True
         logger.info("shipping to %s from sequence %d", name, self.position + 1)
         while True:
             if self._reload:
@@ -107,13 +114,21 @@ class Shipper:
                 continue
             # The same batch until it lands; the backoff, not new records, paces the
             # attempts: it is what spares the sink.
-            await backoff.retrying(functools.partial(self._sink.deliver, batch),
+            await backoff.retrying(functools.partial(self._deliver, batch),
                                    what=delivering, retry_on=(Exception,), level=logging.ERROR)
             for _ in batch:  # the batch is exactly position+1, position+2, ...
                 self.position += 1
                 self._pending.pop(self.position, None)
+            self._report_backlog()
             positions[self._sink.name] = self.position
             await self._store.save(positions)
+
+    async def _deliver(self, batch: list[tuple[str, RecordSpec]]) -> None:
+        """One attempt at delivering ``batch``, counted whichever way it goes."""
+        with metrics.DELIVERY_ERRORS.labels(self._sink.name).count_exceptions():
+            await self._sink.deliver(batch)
+        metrics.DOCUMENTS_DELIVERED.labels(self._sink.name).inc(len(batch))
+        metrics.LAST_DELIVERY.labels(self._sink.name).set_to_current_time()
 
     def _next_batch(self) -> list[tuple[str, RecordSpec]]:
         """The records right after the position, without a gap, at most one batch."""
@@ -136,8 +151,10 @@ class Shipper:
             spec = RecordSpec.model_validate(item["spec"])
             if spec.chain is not None and spec.chain.sequence > self.position:
                 self._pending[spec.chain.sequence] = (item["metadata"]["name"], spec)
+                self._newest = max(self._newest, spec.chain.sequence)
         self._reload = False
         self._skip_missing()
+        self._report_backlog()
 
     def _skip_missing(self) -> None:
         """Steps over sequence numbers absent from the cluster itself, saying so.
@@ -152,6 +169,11 @@ class Shipper:
                      "to %s (removed before delivery?)", self.position + 1, following - 1,
                      self._sink.name)
         self.position = following - 1
+
+    def _report_backlog(self) -> None:
+        if self._position_loaded:
+            metrics.DELIVERY_BACKLOG.labels(self._sink.name).set(
+                max(self._newest - self.position, 0))
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

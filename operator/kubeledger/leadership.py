@@ -1,0 +1,198 @@
+"""Leader election on a ``coordination.k8s.io/v1`` Lease: one writer of the chain, fenced.
+
+Every replica runs an ``Election`` on the same Lease in the operator's namespace. The one
+that holds it watches and writes records; the others are standbys: they serve the
+webhook and the audit receiver, and try to take the Lease every ``retry_period``.
+
+The timing rules are client-go's (``k8s.io/client-go/tools/leaderelection``), which the
+apiserver's own controllers use, and never compare the clocks of two machines:
+
+- The holder renews every ``retry_period``. When no renewal has succeeded for
+  ``renew_deadline``, it is no longer the leader.
+- A standby takes a held Lease only after it has seen the Lease unchanged for
+  ``lease_duration``, measured on its own monotonic clock from the moment it *saw* the
+  last change.
+- Fencing: the holder may write only until ``renew_deadline`` after the *start* of its
+  last successful renewal (``authority_left``). That renewal reached the apiserver after
+  it started and a standby saw it later still, so the holder's authority ends at least
+  ``lease_duration - renew_deadline`` before a standby can take over: two writers never
+  overlap, even when the holder is cut off from the apiserver and cannot tell anyone.
+- A holder that stops releases the Lease (empty ``holderIdentity``), so a standby takes
+  over at its next try instead of waiting out the lease duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubeledger import metrics
+from kubeledger.core import kinds
+from kubeledger.kube import errors
+from kubeledger.kube.api import Kubernetes
+
+logger = logging.getLogger(__name__)
+
+# Up to this fraction of ``retry_period`` is added to each standby's wait, so standbys
+# that started together do not all ask at the same instant.
+RETRY_JITTER = 0.2
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds; ``lease_duration > renew_deadline > retry_period > 0`` (``config`` checks)."""
+
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+class Election:
+    """This replica's part in the election of the one writer."""
+
+    def __init__(self, api: Kubernetes, *, namespace: str, name: str, identity: str,
+                 timing: Timing, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._name = name
+        self.identity = identity
+        self._timing = timing
+        self._clock = clock
+        # Monotonic time until which this replica may write; 0 when it does not lead.
+        self._authority_until = 0.0
+        # The Lease's holder and renewal as last seen, and when they were first seen so.
+        self._observed: tuple[str, str] | None = None
+        self._observed_at = 0.0
+        # Set when leadership ends without ``release`` (a renewal failed, or was lost).
+        self.lost = asyncio.Event()
+
+    @property
+    def leading(self) -> bool:
+        return self.authority_left() > 0
+
+    def authority_left(self) -> float:
+        """Seconds this replica may still write (the fence); 0 when it is not the leader."""
+        return max(0.0, self._authority_until - self._clock())
+
+    async def acquire(self) -> None:
+        """Returns once this replica holds the Lease; a standby waits here."""
+        waiting_on: str | None = None
+        while not await self._try_to_hold():
+            holder = self._observed[0] if self._observed else ""
+            if holder != waiting_on:
+                logger.info("standing by: the lease %s/%s is held by %s", self._namespace,
+                            self._name, holder or "nobody")
+                waiting_on = holder
+            jitter = random.uniform(0, RETRY_JITTER)  # noqa: S311 (spreading, not secrecy)
+            await asyncio.sleep(self._timing.retry_period * (1 + jitter))
+        metrics.LEADER.set(1)
+        logger.info("leading: holding the lease %s/%s as %s", self._namespace, self._name,
+                    self.identity)
+
+    async def keep(self) -> None:
+        """Renews the Lease while leading; returns (with ``lost`` set) when leadership ends."""
+        while self.leading:
+            await asyncio.sleep(self._timing.retry_period)
+            try:
+                # A renewal that outlives the authority it would extend is of no use.
+                held = await asyncio.wait_for(self._try_to_hold(),
+                                              timeout=max(self.authority_left(), 0.001))
+            except (errors.KubeError, TimeoutError) as error:
+                logger.warning("could not renew the lease (%s); %.1fs of authority left",
+                               error, self.authority_left())
+                continue
+            if not held:
+                self._authority_until = 0.0  # another replica holds it now
+        metrics.LEADER.set(0)
+        logger.error("lost the lease %s/%s: stopped writing", self._namespace, self._name)
+        self.lost.set()
+
+    async def release(self) -> None:
+        """Stops writing, then hands the Lease back so a standby takes over at once."""
+        if not self.leading:
+            return
+        self._authority_until = 0.0
+        metrics.LEADER.set(0)
+        try:
+            lease = await self._api.get(kinds.LEASES, self._name, namespace=self._namespace)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") == self.identity:
+                await self._api.replace(kinds.LEASES, self._body(lease, {
+                    **spec, "holderIdentity": "", "leaseDurationSeconds": 1,
+                    "renewTime": _micro_time()}))
+                logger.info("released the lease %s/%s", self._namespace, self._name)
+        except errors.KubeError as error:
+            # Not fatal: a standby takes over once the lease duration has passed.
+            logger.warning("could not release the lease: %s", error)
+
+    async def _try_to_hold(self) -> bool:
+        """One attempt to take or renew the Lease; True when this replica holds it now."""
+        started = self._clock()
+        try:
+            lease = await self._api.get(kinds.LEASES, self._name, namespace=self._namespace)
+        except errors.NotFound:
+            return await self._write(None, self._spec(transitions=0, acquired=_micro_time()),
+                                     started)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        self._observe(holder, spec.get("renewTime") or "", spec.get("leaseTransitions"))
+        duration = float(spec.get("leaseDurationSeconds") or self._timing.lease_duration)
+        if holder and holder != self.identity and (
+                self._clock() - self._observed_at < duration):
+            return False  # held by another replica, which may still be writing
+        transitions = int(spec.get("leaseTransitions") or 0)
+        if holder == self.identity:
+            renewed = self._spec(transitions=transitions,
+                                 acquired=spec.get("acquireTime") or _micro_time())
+        else:
+            renewed = self._spec(transitions=transitions + 1, acquired=_micro_time())
+        return await self._write(lease, renewed, started)
+
+    async def _write(self, lease: Mapping[str, Any] | None, spec: dict[str, Any],
+                     started: float) -> bool:
+        try:
+            if lease is None:
+                await self._api.create(kinds.LEASES, self._body(None, spec))
+            else:
+                await self._api.replace(kinds.LEASES, self._body(lease, spec))
+        except errors.Conflict:
+            return False  # another replica wrote the Lease first
+        self._authority_until = started + self._timing.renew_deadline
+        metrics.LEASE_TRANSITIONS.set(spec["leaseTransitions"])
+        return True
+
+    def _observe(self, holder: str, renewed: str, transitions: Any) -> None:
+        if (holder, renewed) != self._observed:
+            self._observed = (holder, renewed)
+            self._observed_at = self._clock()
+        if isinstance(transitions, int):
+            metrics.LEASE_TRANSITIONS.set(transitions)
+
+    def _spec(self, *, transitions: int, acquired: str) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            # The API takes whole seconds; rounding up never shortens a standby's wait.
+            "leaseDurationSeconds": -int(-self._timing.lease_duration // 1),
+            "acquireTime": acquired,
+            "renewTime": _micro_time(),
+            "leaseTransitions": transitions,
+        }
+
+    def _body(self, lease: Mapping[str, Any] | None, spec: Mapping[str, Any]) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": self._name, "namespace": self._namespace}
+        if lease is not None:
+            # Replacing at the version read: a concurrent writer makes this a Conflict.
+            metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
+        return {"apiVersion": kinds.LEASES.api_version, "kind": kinds.LEASES.kind,
+                "metadata": metadata, "spec": dict(spec)}
+
+
+def _micro_time() -> str:
+    """Now, as the API's MicroTime (RFC 3339 with microseconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

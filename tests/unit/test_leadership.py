@@ -1,0 +1,147 @@
+"""Leader election on a Lease: who leads, when a standby may take over, and the fence."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kubeledger.core import kinds
+from kubeledger.kube import errors
+from kubeledger.leadership import Election, Timing
+from unit.fake_kube import FakeKube
+
+NAMESPACE, NAME = "kubeledger", "kubeledger"
+TIMING = Timing(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def election(kube: FakeKube, identity: str, clock: Clock, timing: Timing = TIMING) -> Election:
+    return Election(kube, namespace=NAMESPACE, name=NAME, identity=identity, timing=timing,
+                    clock=clock)
+
+
+def lease(kube: FakeKube) -> dict[str, object]:
+    spec: dict[str, object] = kube.of(kinds.LEASES)[0]["spec"]
+    return spec
+
+
+async def test_the_first_replica_creates_the_lease_and_leads_for_the_renew_deadline() -> None:
+    kube, clock = FakeKube(), Clock()
+    first = election(kube, "kubeledger-7d9f-a", clock)
+
+    await first.acquire()
+
+    assert first.leading
+    assert first.authority_left() == TIMING.renew_deadline
+    spec = lease(kube)
+    assert spec["holderIdentity"] == "kubeledger-7d9f-a"
+    assert spec["leaseDurationSeconds"] == 15
+    assert spec["leaseTransitions"] == 0
+    assert kube.of(kinds.LEASES)[0]["metadata"]["namespace"] == NAMESPACE
+
+
+async def test_a_standby_takes_a_held_lease_only_after_seeing_it_unchanged_for_its_duration(
+) -> None:
+    kube, clock = FakeKube(), Clock()
+    leader, standby = election(kube, "pod-a", clock), election(kube, "pod-b", clock)
+    await leader.acquire()
+
+    assert not await standby._try_to_hold()  # first sight of the lease starts its wait
+    clock.now += TIMING.lease_duration - 0.1
+    assert not await standby._try_to_hold()
+    assert not standby.leading
+
+    clock.now += 0.2
+    assert await standby._try_to_hold()
+    assert standby.leading
+    assert lease(kube)["holderIdentity"] == "pod-b"
+    assert lease(kube)["leaseTransitions"] == 1
+
+
+async def test_a_renewal_seen_by_the_standby_restarts_its_wait() -> None:
+    kube, clock = FakeKube(), Clock()
+    leader, standby = election(kube, "pod-a", clock), election(kube, "pod-b", clock)
+    await leader.acquire()
+    assert not await standby._try_to_hold()
+
+    clock.now += 10.0
+    assert await leader._try_to_hold()  # renewed: a new renewTime
+    clock.now += 6.0
+    assert not await standby._try_to_hold()  # 16 s since first seen, 6 s since the renewal
+
+
+async def test_the_fence_closes_before_a_standby_can_take_over() -> None:
+    """The leader is cut off from the apiserver: it must stop writing before anyone starts."""
+    kube, clock = FakeKube(), Clock()
+    leader, standby = election(kube, "pod-a", clock), election(kube, "pod-b", clock)
+    await leader.acquire()
+    assert not await standby._try_to_hold()
+    took_over_at = None
+    while took_over_at is None:
+        clock.now += 0.5
+        if await standby._try_to_hold():
+            took_over_at = clock.now
+    # The leader's last renewal started at 1000; it was seen by the standby at 1000 too.
+    assert leader.authority_left() == 0
+    assert took_over_at - 1000.0 >= TIMING.lease_duration
+    assert 1000.0 + TIMING.renew_deadline < took_over_at
+
+
+async def test_a_released_lease_is_taken_at_once() -> None:
+    kube, clock = FakeKube(), Clock()
+    leader, standby = election(kube, "pod-a", clock), election(kube, "pod-b", clock)
+    await leader.acquire()
+    assert not await standby._try_to_hold()
+
+    await leader.release()
+
+    assert not leader.leading
+    assert lease(kube)["holderIdentity"] == ""
+    assert await standby._try_to_hold()
+    assert lease(kube)["holderIdentity"] == "pod-b"
+
+
+async def test_two_replicas_racing_for_the_lease_give_one_leader() -> None:
+    kube, clock = FakeKube(), Clock()
+    racers = [election(kube, f"pod-{n}", clock) for n in range(3)]
+
+    won = await asyncio.gather(*(racer._try_to_hold() for racer in racers))
+
+    assert won.count(True) == 1
+    assert [racer.leading for racer in racers] == won
+
+
+async def test_a_leader_that_cannot_renew_loses_the_lead_once_its_deadline_passes() -> None:
+    kube = FakeKube()
+    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
+    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    await leader.acquire()
+    kube.fail("get", errors.Unavailable("apiserver away"), times=1000)
+
+    await asyncio.wait_for(leader.keep(), timeout=2)
+
+    assert leader.lost.is_set()
+    assert not leader.leading
+
+
+async def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> None:
+    kube = FakeKube()
+    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
+    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    await leader.acquire()
+    taken = kube.of(kinds.LEASES)[0]
+    taken["spec"]["holderIdentity"] = "pod-b"
+    taken["spec"]["renewTime"] = "2026-12-02T08:00:00.000000Z"
+    await kube.replace(kinds.LEASES, taken)
+
+    await asyncio.wait_for(leader.keep(), timeout=2)
+
+    assert leader.lost.is_set()
