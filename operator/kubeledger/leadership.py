@@ -80,10 +80,15 @@ class Election:
         """Seconds this replica may still write (the fence); 0 when it is not the leader."""
         return max(0.0, self._authority_until - self._clock())
 
-    async def acquire(self) -> None:
-        """Returns once this replica holds the Lease; a standby waits here."""
+    async def acquire(self) -> bool:
+        """Returns once this replica holds the Lease; a standby waits here.
+
+        True when it had to wait (it was a standby first), False when it led at once.
+        """
         waiting_on: str | None = None
+        waited = False
         while not await self._try_to_hold():
+            waited = True
             holder = self._observed[0] if self._observed else ""
             if holder != waiting_on:
                 logger.info("standing by: the lease %s/%s is held by %s", self._namespace,
@@ -94,6 +99,7 @@ class Election:
         metrics.LEADER.set(1)
         logger.info("leading: holding the lease %s/%s as %s", self._namespace, self._name,
                     self.identity)
+        return waited
 
     async def keep(self) -> None:
         """Renews the Lease while leading; returns (with ``lost`` set) when leadership ends."""

@@ -14,11 +14,6 @@ for ever, and a metric must not carry what the records themselves keep private.
 from __future__ import annotations
 
 import logging
-import threading
-import urllib.parse
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,10 +25,9 @@ from prometheus_client import (
     exposition,
 )
 
-logger = logging.getLogger(__name__)
+from kubeledger import endpoint
 
-# A client that connects and sends nothing must not hold a serving thread for ever.
-_REQUEST_TIMEOUT_SECONDS = 5.0
+logger = logging.getLogger(__name__)
 
 # Ours, not prometheus_client's global default: only what is registered here is served.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -107,65 +101,19 @@ PEER_RELAYS = Counter(
     ["outcome"], registry=REGISTRY)
 
 
-class Server:
-    """The metrics endpoint, serving in a daemon thread until :meth:`stop`.
+def serve(url: str) -> endpoint.Endpoint:
+    """Serves :data:`REGISTRY` at ``url`` (``http://HOST:PORT/metrics``); other paths 404.
 
-    ``port`` is the port bound: the one asked for, or the one the system chose for 0.
+    Returns the started ``endpoint.Endpoint``: its ``port`` is the one bound (the system's
+    choice for port 0), its ``stop()`` frees it.
     """
-
-    def __init__(self, host: str, port: int, path: str) -> None:
-        self._http = ThreadingHTTPServer((host, port), _handler_for(path))
-        self._http.daemon_threads = True  # a scrape in progress never holds up the exit
-        self.port: int = self._http.server_address[1]
-        self._thread = threading.Thread(target=self._http.serve_forever,
-                                        name="metrics", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stops serving and closes the port.
-
-        Blocks for up to half a second (``serve_forever`` polls): from ``async`` code, run
-        it in a thread (``asyncio.to_thread``).
-        """
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join()
-
-
-def serve(url: str) -> Server:
-    """Serves :data:`REGISTRY` at ``url`` (``http://HOST:PORT/metrics``); other paths 404."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:  # a port that is no number
-        port = None
-    if parts.scheme != "http" or not parts.hostname or port is None:
-        raise ValueError(f"metrics URL {url!r}: expected http://HOST:PORT/metrics")
-    path = parts.path or "/"
-    server = Server(parts.hostname, port, path)
-    logger.info("metrics served at http://%s:%d%s", parts.hostname, server.port, path)
+    server = endpoint.Endpoint(url, _exposition, expected="http://HOST:PORT/metrics")
+    server.start()
+    logger.info("metrics served at %s (port %d)", url, server.port)
     return server
 
 
-def _handler_for(path: str) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = _REQUEST_TIMEOUT_SECONDS
-
-        def do_GET(self) -> None:
-            if urllib.parse.urlsplit(self.path).path != path:
-                self.send_error(HTTPStatus.NOT_FOUND)
-                return
-            # Prometheus asks for OpenMetrics, a browser for text: each gets what it asked.
-            encode, content_type = exposition.choose_encoder(self.headers.get("Accept", ""))
-            body = encode(REGISTRY)
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            # One line per scrape would drown the operator's own log.
-            logger.debug(format, *args)
-
-    return Handler
+def _exposition(accept: str) -> tuple[int, str, bytes]:
+    # Prometheus asks for OpenMetrics, a browser for text: each gets what it asked for.
+    encode, content_type = exposition.choose_encoder(accept)
+    return 200, content_type, encode(REGISTRY)

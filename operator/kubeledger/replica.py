@@ -103,7 +103,6 @@ class Replica:
 
     async def lead(self) -> bool:
         """Waits as a standby until this replica leads (True) or is asked to stop (False)."""
-        self.ready_before_leading = not self.readiness_problems()
         acquiring = asyncio.create_task(self.election.acquire())
         stopping = asyncio.create_task(self.stopping.wait())
         await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -111,8 +110,8 @@ class Replica:
         if not acquiring.done():
             acquiring.cancel()
             return False
-        acquiring.result()
-        self.ready_before_leading = self.ready_before_leading or not self.readiness_problems()
+        # A replica that led at once (nobody else did) is not ready before it records live.
+        self.ready_before_leading = acquiring.result() and self.crd_installed
         self.supervisor.spawn("the lease renewal", self.election.keep)
         return True
 

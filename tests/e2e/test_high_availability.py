@@ -236,7 +236,7 @@ def complete(kubectl: Kubectl, changes: list[Change]) -> dict[str, dict[str, Any
     found: dict[str, list[dict[str, Any]]] = {value: [] for value in values}
     for record in records_of(kubectl, {change.deployment for change in changes}):
         for field in record["spec"]["changes"]:
-            if field.get("new") in values:
+            if isinstance(field.get("new"), str) and field["new"] in values:
                 found[field["new"]].append(record)
     doubled = {value: [r["metadata"]["name"] for r in rs] for value, rs in found.items()
                if len(rs) > 1}

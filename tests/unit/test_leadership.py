@@ -37,8 +37,9 @@ async def test_the_first_replica_creates_the_lease_and_leads_for_the_renew_deadl
     kube, clock = FakeKube(), Clock()
     first = election(kube, "kubeledger-7d9f-a", clock)
 
-    await first.acquire()
+    waited = await first.acquire()
 
+    assert not waited
     assert first.leading
     assert first.authority_left() == TIMING.renew_deadline
     spec = lease(kube)
@@ -145,3 +146,19 @@ async def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> Non
     await asyncio.wait_for(leader.keep(), timeout=2)
 
     assert leader.lost.is_set()
+
+
+async def test_acquire_says_whether_the_replica_stood_by_first() -> None:
+    kube = FakeKube()
+    quick = Timing(lease_duration=0.3, renew_deadline=0.2, retry_period=0.05)
+    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    standby = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-b", timing=quick)
+    await leader.acquire()
+    taking_over = asyncio.create_task(standby.acquire())
+    await asyncio.sleep(0.1)
+    assert not taking_over.done()  # the lease is held and fresh
+
+    await leader.release()
+
+    assert await asyncio.wait_for(taking_over, timeout=2) is True
+    assert lease(kube)["holderIdentity"] == "pod-b"

@@ -7,7 +7,7 @@ absolute value.
 
 from __future__ import annotations
 
-import socket
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from kubeledger import metrics
+from kubeledger import endpoint, metrics
 from kubeledger.core import chain, decision, kinds
 from kubeledger.core.baselines import Baselines
 from kubeledger.core.redaction import Redactor
@@ -165,7 +165,7 @@ async def test_delivery_counts_documents_failed_attempts_and_the_backlog() -> No
 
 
 @pytest.fixture
-def server() -> Iterator[metrics.Server]:
+def server() -> Iterator[endpoint.Endpoint]:
     served = metrics.serve("http://127.0.0.1:0/metrics")
     try:
         yield served
@@ -182,7 +182,18 @@ def get(port: int, path: str) -> tuple[int, str]:
         return error.code, ""
 
 
-def test_the_endpoint_serves_our_metrics_at_its_path_only(server: metrics.Server) -> None:
+def scrape(port: int, accept: str) -> tuple[str, str]:
+    """The content type and the body of /metrics, asked for with ``accept``."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/metrics", headers={"Accept": accept})
+        response = connection.getresponse()
+        return response.getheader("Content-Type", ""), response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_the_endpoint_serves_our_metrics_at_its_path_only(server: endpoint.Endpoint) -> None:
     status, text = get(server.port, "/metrics")
 
     assert status == 200
@@ -193,19 +204,14 @@ def test_the_endpoint_serves_our_metrics_at_its_path_only(server: metrics.Server
     assert get(server.port, "/metricsx")[0] == 404
 
 
-def test_stopping_frees_the_port() -> None:
-    served = metrics.serve("http://127.0.0.1:0/metrics")
-    assert get(served.port, "/metrics")[0] == 200
+def test_the_format_is_the_one_the_scraper_asks_for(server: endpoint.Endpoint) -> None:
+    prometheus = scrape(server.port, "application/openmetrics-text; version=1.0.0")
+    browser = scrape(server.port, "text/html")
 
-    served.stop()
-
-    with socket.socket() as again:
-        # Reusing the address only steps over closed connections; a listener still blocks.
-        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        again.bind(("127.0.0.1", served.port))
-        again.listen()
-    with pytest.raises(urllib.error.URLError):
-        get(served.port, "/metrics")
+    assert prometheus[0].startswith("application/openmetrics-text; version=1.0.0")
+    assert prometheus[1].endswith("# EOF\n")
+    assert browser[0].startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in browser[1]
 
 
 @pytest.mark.parametrize("url", [
