@@ -53,7 +53,8 @@ def configure(log_format: str, *, verbose: bool, stream: TextIO | None = None) -
     """Sends the whole process's logging to ``stream`` (stderr) in ``log_format``.
 
     ``verbose`` lowers ``kubeledger`` and ``kopf`` to DEBUG; everything else logs from
-    INFO, and the chatty libraries (``QUIET_LOGGERS``) from WARNING, verbose or not.
+    INFO, kopf's per-object lines from WARNING unless verbose, and the chatty libraries
+    (``QUIET_LOGGERS``) from WARNING, verbose or not.
     """
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format {log_format!r}: expected one of {', '.join(LOG_FORMATS)}")
@@ -69,6 +70,9 @@ def configure(log_format: str, *, verbose: bool, stream: TextIO | None = None) -
     root.setLevel(logging.INFO)
     for name in ("kubeledger", "kopf"):
         _set(name, logging.DEBUG if verbose else logging.INFO)
+    # kopf logs a line per handled event ("Handler ... succeeded"): a burst of changes
+    # would be a burst of lines. Its handler failures are errors, and still shown.
+    _set("kopf.objects", logging.DEBUG if verbose else logging.WARNING)
     for name in QUIET_LOGGERS:
         _set(name, logging.WARNING)
     # Python's warnings would otherwise go to stderr raw and break the JSON lines.

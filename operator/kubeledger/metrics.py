@@ -47,7 +47,7 @@ RECORDS_WRITTEN = Counter(
     ["kind", "action"], registry=REGISTRY)
 RECORD_WRITE_SECONDS = Histogram(
     "kubeledger_record_write_seconds",
-    "Time to write one AuditRecord to the apiserver, retries included.",
+    "Time of one successful create of an AuditRecord at the apiserver (one attempt).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY)
 CHANGES_SKIPPED = Counter(
@@ -58,8 +58,8 @@ CHANGES_SKIPPED = Counter(
     ["kind", "reason"], registry=REGISTRY)
 IDENTITY_JOINS = Counter(
     "kubeledger_identity_joins_total",
-    "Lookups of who made a live change, by identity source (audit, admission) and "
-    "outcome (hit: the source knew the write; miss: it did not).",
+    "Lookups of who made a change, by identity source (audit, admission) and outcome "
+    "(hit: the source knew the write; miss: it did not).",
     ["source", "outcome"], registry=REGISTRY)
 UNRESOLVED_INITIATORS = Counter(
     "kubeledger_unresolved_initiators_total",
@@ -92,7 +92,8 @@ LEASE_TRANSITIONS = Gauge(
     registry=REGISTRY)
 CHAIN_HEAD_SEQUENCE = Gauge(
     "kubeledger_chain_head_sequence",
-    "Sequence number of the last AuditRecord in the hash chain.",
+    "Sequence number of the last AuditRecord this replica wrote or loaded: the head of "
+    "the hash chain on the writer, 0 on a standby.",
     registry=REGISTRY)
 PEER_RELAYS = Counter(
     "kubeledger_peer_relays_total",

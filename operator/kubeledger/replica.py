@@ -42,6 +42,7 @@ from kubeledger.supervision import Supervisor
 logger = logging.getLogger(__name__)
 
 CRD_CHECK_SECONDS = 5.0
+DRAIN_SECONDS = 3.0
 
 
 def holder_identity(pod_name: str | None) -> str:
@@ -77,6 +78,7 @@ class Replica:
     crd_installed: bool = False
     ready_before_leading: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    relaying: receivers.Relaying | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -134,8 +136,15 @@ class Replica:
         return problems
 
     async def stop(self) -> None:
-        """Hands the Lease back (after the writer stopped) and stops serving."""
+        """Hands the Lease back (if the writer has not yet) and stops serving.
+
+        The receivers and the relay go on for ``DRAIN_SECONDS`` first: the Service takes a
+        stopping pod out of its endpoints at once, but proxies learn it a moment later,
+        and what the apiserver tells this replica meanwhile must still reach the others.
+        """
         await self.election.release()
+        if self.relaying is not None:
+            await asyncio.sleep(DRAIN_SECONDS)
         await self.supervisor.stop()
         for close in self.closers:
             await close()
@@ -169,7 +178,7 @@ class Replica:
         """
         settings = self.settings
         cert_dir = settings.webhook_cert_dir
-        relaying = self._relaying()
+        relaying = self.relaying = self._relaying()
         if self.admission is not None and settings.webhook_port and cert_dir:
             self.closers.append(await receivers.serve(
                 receivers.admission_app(self.admission, audit=self.audit, relaying=relaying),

@@ -91,6 +91,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
+        # Hand the Lease over first: the fence closes at once, so nothing more is written
+        # here, and a standby need not wait for this replica's shippers to stop.
+        await memo.replica.election.release()
         if "runtime" in memo:
             await memo.runtime.stop()
 

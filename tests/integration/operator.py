@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ from stack.processes import ProcessTable, terminate
 from stack.readiness import http_ok, wait_until
 
 NAME = "operator"
+# What the writer logs once every watch has listed its kind (``runtime.watches_listed``).
+RECORDING_LIVE = "every watch has listed its kind: recording changes live"
 # How long the operator needs, at most, to record what it was just shown: a live change
 # waits up to KUBELEDGER_AUDIT_WAIT_SECONDS (3) for its audit event, and the controller's
 # status writes (a completed rollout) never get one.
@@ -47,16 +50,29 @@ class Operator:
         return self.processes.log_file(NAME)
 
     def start(self, **extra_env: str) -> None:
-        """Starts the operator and returns once it records changes live (readiness)."""
+        """Starts the operator and returns once it records changes live.
+
+        Readiness alone does not say so: a standby is ready too (it serves the webhook),
+        and a restarted operator stands by until its killed predecessor's lease runs
+        out. The line the writer logs once every watch has listed its kind does.
+        """
         if self.processes.running(NAME):
             return
         executable = Path(sys.executable).with_name("kubeledger")
         health = f"http://127.0.0.1:{self.health_port}/healthz"
         ready = f"http://127.0.0.1:{self.ready_port}/readyz"
+        recorded_before = self._times_recording_live()
         self.processes.start(NAME, [str(executable), "run", "--liveness", health,
-                                    "--readiness", ready],
+                                    "--readiness", ready, "--log-format", "json"],
                              env={**self.endpoints.operator_env(), **extra_env})
-        wait_until(lambda: http_ok(ready), "the operator", self.processes, NAME)
+        wait_until(lambda: http_ok(ready) and self._times_recording_live() > recorded_before,
+                   "the operator", self.processes, NAME)
+
+    def _times_recording_live(self) -> int:
+        if not self.log.exists():
+            return 0
+        return sum(1 for line in self.log.read_text(errors="replace").splitlines()
+                   if line.startswith("{") and json.loads(line).get("message") == RECORDING_LIVE)
 
     def stop(self) -> None:
         self.processes.stop(NAME)

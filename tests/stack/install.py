@@ -1,9 +1,10 @@
 """Installs what the local stack runs: Debian packages, Go-built binaries, Elasticsearch.
 
 Nothing here downloads a prebuilt binary from a vendor: no registry we can reach ships
-kube-apiserver, etcd or containerd, so they are built from the Go module proxy
-(``kubernetes``, ``containerd``, see ``gobuild``), and Elasticsearch comes from its Maven
-Central distribution through Maven; the images are made here (``images``, ``operator_image``).
+kube-apiserver, etcd, containerd or a Prometheus with Kubernetes discovery, so they are
+built from the Go module proxy (``kubernetes``, ``containerd``, ``prometheus_build``, see
+``gobuild``), and Elasticsearch comes from its Maven Central distribution through Maven;
+the images are made here (``images``, ``operator_image``).
 Every result is cached by version (see ``cache``), so only a machine's first run pays for it.
 
 Go builds keep both cores busy while the image work mostly waits on the network (debootstrap,
@@ -12,16 +13,24 @@ pip) and the disk, so on a cold machine the two run side by side.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from stack import cache, containerd, helm_tool, images, kubernetes, operator_image
+from stack import cache, containerd, gobuild, helm_tool, images, kubernetes, operator_image
 from stack.shell import run, say
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+# Packages that ship a system service the stack never wants: it runs the daemon itself, as
+# a child process (docker-registry.service would listen on 0.0.0.0:5000). Their services
+# are neither started by the install nor enabled for the next boot.
+SERVICE_PACKAGES = ("docker-registry",)
+# Asked by invoke-rc.d and deb-systemd-invoke before a package script starts a service.
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
 def ensure_all() -> None:
@@ -39,6 +48,7 @@ def _ensure_go_builds() -> None:
     kubernetes.ensure_etcd()
     containerd.ensure_containerd()
     helm_tool.ensure_helm()  # the chart's tests and the stack's release
+    prometheus_build().ensure(took="about 5 minutes on 2 cores")  # the metrics tests
 
 
 def _ensure_downloads_and_images() -> None:
@@ -54,11 +64,45 @@ def ensure_debian_packages() -> None:
         return
     say(f"installing Debian packages: {' '.join(missing)}")
     run(["apt-get", "update", "-q"], log=cache.root() / "logs" / "apt-update.log")
-    run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-        env={"DEBIAN_FRONTEND": "noninteractive"},
-        log=cache.root() / "logs" / "apt-install.log",
-    )
+    with _no_service_starts():
+        run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+            log=cache.root() / "logs" / "apt-install.log",
+        )
+    for package in SERVICE_PACKAGES:
+        if package in missing:
+            _keep_service_off(package)
+
+
+@contextlib.contextmanager
+def _no_service_starts() -> Iterator[None]:
+    """Forbids package scripts to start services (policy-rc.d exit 101) while apt runs.
+
+    A policy-rc.d the machine has already (container images ship one that forbids
+    everything) is the administrator's and stays as it is.
+    """
+    if POLICY_RC_D.exists():
+        yield
+        return
+    POLICY_RC_D.write_text("#!/bin/sh\n# kubeledger's stack install: no service starts while "
+                           "apt-get installs\nexit 101\n")
+    POLICY_RC_D.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC_D.unlink(missing_ok=True)
+
+
+def _keep_service_off(package: str) -> None:
+    """Disables the service the package's postinst enabled for boot, and stops it should a
+    machine's own policy-rc.d have let it start.
+
+    ``update-rc.d disable`` turns the init script's links off and, where systemctl exists,
+    disables the systemd unit too; package upgrades keep both disabled.
+    """
+    run(["update-rc.d", package, "disable"])
+    run(["invoke-rc.d", "--force", "--quiet", package, "stop"])
 
 
 def _debian_installed(package: str) -> bool:
@@ -67,6 +111,28 @@ def _debian_installed(package: str) -> bool:
         capture_output=True, text=True, check=False,
     )
     return query.returncode == 0 and query.stdout.endswith(" installed")
+
+
+def prometheus_build() -> gobuild.GoBuild:
+    """Prometheus and promtool, with Kubernetes service discovery and no other.
+
+    Debian's prometheus package lacks Kubernetes discovery (Debian removed it for
+    client-go's dependencies), which the metrics tests use as users' Prometheus does; the
+    plugins' build tags leave out the cloud discoveries nobody here uses. The web UI's
+    assets are not part of the Go module: its pages answer 500, its HTTP API is whole.
+    """
+    version = cache.PROMETHEUS_VERSION
+    module = "github.com/prometheus/prometheus"
+    major_minor, patch = version.removeprefix("v0.").split(".")
+    release = f"{int(major_minor) // 100}.{int(major_minor) % 100}.{patch}"
+    return gobuild.GoBuild(
+        name="prometheus",
+        version=version,
+        requires={module: version},
+        commands={command: f"{module}/cmd/{command}" for command in ("prometheus", "promtool")},
+        tags=("remove_all_sd", "enable_kubernetes_sd"),
+        ldflags=("-s", "-w", f"-X github.com/prometheus/common/version.Version={release}"),
+    )
 
 
 def ensure_elasticsearch() -> None:

@@ -140,17 +140,18 @@ def kopf_logger(**metadata: str) -> kopf.LocalObjectLogger:
 
 def test_kopfs_object_reference_becomes_the_subject() -> None:
     with configured("json") as output:
-        kopf_logger(namespace="demo", name="web", uid="u-1").info("Handler 'x' succeeded.")
+        kopf_logger(namespace="demo", name="web", uid="u-1").warning("Handler 'x' failed.")
         kopf_logger(name="admin", uid="u-2").warning("cluster-scoped")
     namespaced, cluster_scoped = json_lines(output)
-    assert namespaced == {"time": namespaced["time"], "level": "info", "logger": "kopf.objects",
-                          "message": "Handler 'x' succeeded.", "subject": "demo/web"}
+    assert namespaced == {"time": namespaced["time"], "level": "warning",
+                          "logger": "kopf.objects", "message": "Handler 'x' failed.",
+                          "subject": "demo/web"}
     assert cluster_scoped["subject"] == "admin"
 
 
 def test_an_explicit_subject_wins_over_kopfs_reference() -> None:
     with configured("json") as output:
-        kopf_logger(namespace="demo", name="web").info(
+        kopf_logger(namespace="demo", name="web").warning(
             "x", extra={"subject": "apps/v1 deployments demo/web"})
     assert json_lines(output)[0]["subject"] == "apps/v1 deployments demo/web"
 
@@ -285,3 +286,9 @@ def test_python_warnings_become_log_lines() -> None:
     assert line["logger"] == "py.warnings"
     assert line["level"] == "warning"
     assert "DeprecationWarning: an old API" in line["message"]
+
+
+def test_kopfs_line_per_handled_event_is_left_out_unless_verbose() -> None:
+    with configured("json") as output:
+        kopf_logger(namespace="demo", name="web").info("Handler 'x' succeeded.")
+    assert json_lines(output) == []
