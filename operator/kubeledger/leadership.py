@@ -120,9 +120,11 @@ class Election:
         self.lost.set()
 
     async def release(self) -> None:
-        """Stops writing, then hands the Lease back so a standby takes over at once."""
-        if not self.leading:
-            return
+        """Stops writing, then hands the Lease back so a standby takes over at once.
+
+        Asked of the Lease itself, not of ``leading``: an attempt to take it that was
+        cancelled may still have written this replica's name into it.
+        """
         self._authority_until = 0.0
         metrics.LEADER.set(0)
         try:

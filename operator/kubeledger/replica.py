@@ -111,6 +111,9 @@ class Replica:
         stopping.cancel()
         if not acquiring.done():
             acquiring.cancel()
+        if self.stopping.is_set():
+            # Asked to stop while taking the Lease (a standby of an uninstalled release):
+            # it must not start writing now, and its stop hands the Lease on (``stop``).
             return False
         # A replica that led at once (nobody else did) is not ready before it records live.
         self.ready_before_leading = acquiring.result() and self.crd_installed

@@ -21,19 +21,18 @@ from stack import images, release
 TEST_IMAGE, TEST_IMAGE_2 = images.TEST_IMAGES
 
 
-def operator_pod(kubectl: Kubectl) -> dict[str, Any]:
+def operator_pod(kubectl: Kubectl, in_cluster: release.Release) -> dict[str, Any]:
     """The pod that writes: the one the Lease names (the chart runs a standby beside it)."""
-    holder = kubectl.json("get", "lease", "-n", release.NAMESPACE,
-                          release.FULLNAME)["spec"]["holderIdentity"]
-    found: dict[str, Any] = kubectl.json("get", "pod", "-n", release.NAMESPACE,
-                                         holder.rsplit("_", 1)[0])
+    writer = in_cluster.writer()
+    assert writer is not None
+    found: dict[str, Any] = kubectl.json("get", "pod", "-n", release.NAMESPACE, writer)
     return found
 
 
 def test_operator_pod_runs_the_dockerfile_image_locked_down(
     kubectl: Kubectl, in_cluster: release.Release,
 ) -> None:
-    pod = operator_pod(kubectl)
+    pod = operator_pod(kubectl, in_cluster)
     assert pod["status"]["phase"] == "Running"
     (container,) = pod["spec"]["containers"]
     assert container["image"] == in_cluster.image

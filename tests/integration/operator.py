@@ -17,10 +17,9 @@ from integration.kubectl import Kubectl, eventually
 from stack.cluster import Endpoints
 from stack.processes import ProcessTable, terminate
 from stack.readiness import http_ok, wait_until
+from stack.release import RECORDING_LIVE
 
 NAME = "operator"
-# What the writer logs once every watch has listed its kind (``runtime.watches_listed``).
-RECORDING_LIVE = "every watch has listed its kind: recording changes live"
 # How long the operator needs, at most, to record what it was just shown: a live change
 # waits up to KUBELEDGER_AUDIT_WAIT_SECONDS (3) for its audit event, and the controller's
 # status writes (a completed rollout) never get one.

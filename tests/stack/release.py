@@ -12,8 +12,11 @@ the node's containerd; the chart runs it with everything wired as on a real clus
 - Elasticsearch reached from the pod at the node's bridge address, with credentials from
   a Secret.
 
-``install()`` returns once the operator pod is Ready, which the operator reports only
-after every watch has listed its kind: a change made the next second is recorded live.
+``install()`` and ``upgrade()`` return once the writer records live: the Lease names
+one of the release's running pods, and that pod has logged that every watch has listed
+its kind, so a change made the next second is recorded live. Readiness alone would not
+say so: a standby is Ready too (it serves the webhook), also while it waits for a Lease
+that an earlier pod left behind.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,10 @@ TLS_SECRET = f"{FULLNAME}-serving-tls"
 AUDIT_CA_SECRET = f"{FULLNAME}-audit-client-ca"
 ELASTICSEARCH_SECRET = f"{FULLNAME}-elasticsearch"
 READY_TIMEOUT = "180s"
+# A standby waits out a Lease its killed predecessor held (15 s), then loads the records.
+WRITER_TIMEOUT_SECONDS = 120.0
+# What the writer logs once every watch has listed its kind (``runtime.watches_listed``).
+RECORDING_LIVE = "every watch has listed its kind: recording changes live"
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,10 @@ def secret_manifests(*, serving_cert: Path, serving_key: Path, ca_cert: Path,
 SALT_SECRET = f"{FULLNAME}-redaction-salt"
 SERVING_CERTIFICATE = pki.Certificate("in-cluster-serving", f"/CN={SERVICE_DNS_NAME}",
                                       (f"DNS:{SERVICE_DNS_NAME}",))
-AUDIT_SERVICE_IP_INDEX = 50  # the Service's fixed address: the 50th of the service range
+# The Service's fixed address, in the static band of the service range: the apiserver
+# gives Services without a fixed address ones from above that band (for the stack's /24,
+# above the 16th), so the chart's metrics Service can never have taken it first.
+AUDIT_SERVICE_IP_INDEX = 10
 
 
 class Release:
@@ -140,7 +151,7 @@ class Release:
         say(f"installing the chart (release {RELEASE} in namespace {NAMESPACE}, "
             f"image {self.image})")
         self._helm_upgrade(self.values())
-        say("the operator is ready: its watches have listed every audited kind")
+        say("the operator records live: its writer's watches have listed every audited kind")
 
     def values(self, **overrides: Any) -> dict[str, Any]:
         chosen = values(image=self.image, service_ip=self.service_ip,
@@ -165,12 +176,32 @@ class Release:
         secret = self._kubectl_json("get", "secret", "-n", NAMESPACE, SALT_SECRET)
         return base64.b64decode(secret["data"]["salt"]).decode()
 
+    def writer(self) -> str | None:
+        """The pod that writes the records now, once it records live; None before."""
+        found = self._kubectl("get", "lease", "-n", NAMESPACE, FULLNAME,
+                              "--ignore-not-found", "-o", "json").strip()
+        holder = (json.loads(found).get("spec") or {}).get("holderIdentity") if found else None
+        pod = (holder or "").rsplit("_", 1)[0]
+        pods = self._kubectl_json("get", "pods", "-n", NAMESPACE, "-l",
+                                  f"app.kubernetes.io/instance={RELEASE}")["items"]
+        if not pod or pod not in {p["metadata"]["name"] for p in pods
+                                  if not p["metadata"].get("deletionTimestamp")}:
+            return None
+        logs = self._kubectl("logs", "-n", NAMESPACE, pod)
+        return pod if RECORDING_LIVE in logs else None
+
     def _helm_upgrade(self, chosen: dict[str, Any]) -> None:
         values_file = self.stack.directory / "helm" / "values.json"
         values_file.parent.mkdir(parents=True, exist_ok=True)
         values_file.write_text(json.dumps(chosen, indent=2))
         self.helm("upgrade", "--install", RELEASE, str(CHART), "--namespace", NAMESPACE,
                   "--values", str(values_file), "--wait", "--timeout", READY_TIMEOUT)
+        deadline = time.monotonic() + WRITER_TIMEOUT_SECONDS
+        while self.writer() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no pod of the release records live after "
+                                   f"{WRITER_TIMEOUT_SECONDS:.0f} s")
+            time.sleep(0.5)
 
     def _apply_secrets(self) -> None:
         """The Secrets the values name, and the salt the host-run operator uses too.
