@@ -101,7 +101,9 @@ async def _verify(namespace: str) -> int:
         print(f"BROKEN  #{finding.sequence} {finding.name}: {finding.problem}")
     pruned = (f"; {verdict.pruned} earlier records removed after delivery (retention), "
               "see Elasticsearch" if verdict.pruned else "")
-    print(f"checked {verdict.checked} records ({span}{pruned}): "
+    lost = (f"; sequence {', '.join(map(str, verdict.lost))} sealed but never written, "
+            "as a later record declares" if verdict.lost else "")
+    print(f"checked {verdict.checked} records ({span}{pruned}{lost}): "
           f"{'intact' if verdict.intact else f'{len(verdict.findings)} problems'}")
     return 0 if verdict.intact else EXIT_BROKEN_CHAIN
 

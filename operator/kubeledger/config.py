@@ -90,6 +90,9 @@ class Settings(BaseModel):
     watch_extra_kinds: list[str] = Field(default_factory=list)
     max_changes_per_record: int = Field(default=64, ge=1)
     reconcile_interval_seconds: float = Field(default=600.0, gt=0)
+    # How many records may be on their way to the apiserver at once (sealed in order;
+    # see recording/ledger.py). 1 writes one at a time.
+    write_window: int = Field(default=16, ge=1, le=256)
     # The longest any one call to the apiserver may take: past it the call fails and is
     # retried, so a connection that never answers cannot stop recording.
     api_timeout_seconds: float = Field(default=DEFAULT_API_TIMEOUT_SECONDS, gt=0)

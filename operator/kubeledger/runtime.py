@@ -31,7 +31,7 @@ from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import crd, errors
 from kubeledger.kube.api import Kubernetes, list_all
 from kubeledger.recording import catchup, retention
-from kubeledger.recording.ledger import Ledger, head_of
+from kubeledger.recording.ledger import Ledger, head_of, missing_in_flight
 from kubeledger.recording.recorder import Recorder
 from kubeledger.sinks import Sink
 from kubeledger.sinks.delivery import PositionStore, Shipper
@@ -78,7 +78,17 @@ class Runtime:
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     len(specs), len(baselines), head.sequence)
         revisions = Revisions()
-        ledger = Ledger(api, head, may_write=may_write)
+        pruned_through = await backoff.retrying(
+            lambda: retention.pruned_through(api, settings.namespace),
+            what="read the retention watermark", retry_on=(errors.Unavailable,))
+        lost = missing_in_flight(specs, head, window=settings.write_window,
+                                 pruned_through=pruned_through)
+        if lost:
+            logger.warning("sequence %s sealed by the previous writer but never written "
+                           "(in flight when it stopped); the next record declares it lost",
+                           ", ".join(map(str, sorted(lost))))
+        ledger = Ledger(api, head, may_write=may_write, window=settings.write_window,
+                        lost=lost)
         recorder = Recorder(
             cluster=settings.cluster_name,
             redactor=Redactor(settings.redaction_salt.get_secret_value().encode(),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from kubeledger.core import chain, model
 from kubeledger.kube import errors
-from kubeledger.recording.ledger import Ledger, NotWriterError
+from kubeledger.recording.ledger import Ledger, NotWriterError, missing_in_flight
 from unit import records
 from unit.fake_kube import FakeKube
 
@@ -116,9 +117,9 @@ async def test_the_fence_is_asked_again_before_each_retry() -> None:
     kube = FakeKube()
     asked = []
 
-    def fence() -> bool:
+    def fence() -> bool:  # asked when sealing, then before each attempt
         asked.append(True)
-        return len(asked) < 3
+        return len(asked) < 4
 
     kube.fail("create", errors.Unavailable("503", status=503), times=5)
     ledger = Ledger(kube, chain.Head(), may_write=fence)
@@ -128,3 +129,98 @@ async def test_the_fence_is_asked_again_before_each_retry() -> None:
 
     assert kube.records() == {}
     assert kube.calls["create"] == 2
+
+
+async def test_creates_overlap_and_listeners_hear_of_them_in_sequence_order() -> None:
+    kube = FakeKube()
+    in_flight = [0]
+    most = [0]
+    finish_order = [5, 3, 1, 4, 2]
+    gates = {n: asyncio.Event() for n in range(1, 6)}
+    original = kube.create
+
+    async def slow_create(resource: Any, body: Any) -> Any:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        await gates[body["spec"]["chain"]["sequence"]].wait()
+        in_flight[0] -= 1
+        return await original(resource, body)
+
+    kube.create = slow_create  # type: ignore[method-assign]
+    ledger = Ledger(kube, chain.Head(), window=4)
+    heard: list[int] = []
+    ledger.on_written.append(lambda _, sealed: heard.append(sealed.chain.sequence
+                                                            if sealed.chain else 0))
+    writes = [asyncio.create_task(ledger.append(f"record-{n}", spec(n))) for n in range(1, 6)]
+    await asyncio.sleep(0.05)
+    assert most[0] == 4  # the window: the fifth waits for a slot
+    for n in finish_order:
+        gates[n].set()
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*writes)
+
+    assert most[0] == 4
+    assert heard == [1, 2, 3, 4, 5]
+    assert chain.verify(kube.records().items()).intact
+
+
+async def test_a_sealed_record_that_cannot_be_written_is_declared_lost_by_the_next() -> None:
+    kube = FakeKube()
+    ledger = Ledger(kube, chain.Head(), window=4)
+    gate = asyncio.Event()
+    original = kube.create
+
+    async def refuse_the_first(resource: Any, body: Any) -> Any:
+        if body["spec"]["chain"]["sequence"] == 1:
+            await gate.wait()
+            raise errors.KubeError("422 Invalid", status=422)
+        return await original(resource, body)
+
+    kube.create = refuse_the_first  # type: ignore[method-assign]
+    first = asyncio.create_task(ledger.append("record-1", spec(1)))
+    second = asyncio.create_task(ledger.append("record-2", spec(2)))
+    await asyncio.sleep(0.05)  # the second is sealed (sequence 2) while the first waits
+    gate.set()
+    with pytest.raises(errors.KubeError):
+        await first
+    await second
+    third = await ledger.append("record-3", spec(3))
+
+    assert third is not None and third.chain is not None
+    assert third.chain.lost == [1]
+    verdict = chain.verify(kube.records().items())
+    assert verdict.intact, verdict.findings
+    assert verdict.lost == (1,)
+
+
+async def test_the_last_sealed_record_that_is_not_written_gives_its_sequence_back() -> None:
+    kube = FakeKube()
+    first = Ledger(kube, chain.Head())
+    await first.append("record-1", spec(1))
+    restarted = Ledger(kube, first.head)
+
+    assert await restarted.append("record-1", spec(1)) is None  # recorded before
+    written = await restarted.append("record-2", spec(2))
+
+    assert written is not None and written.chain is not None
+    assert (written.chain.sequence, written.chain.lost) == (2, None)
+
+
+def test_a_gap_nobody_declared_is_still_a_finding() -> None:
+    sealed_1, head = chain.seal(spec(1), chain.Head())
+    _, head = chain.seal(spec(2), head)
+    sealed_3, _ = chain.seal(spec(3), head)
+    verdict = chain.verify([("record-1", sealed_1.wire()), ("record-3", sealed_3.wire())])
+
+    assert [finding.problem for finding in verdict.findings] == ["record 2 is missing (removed)"]
+
+
+def test_a_new_writer_names_only_what_could_have_been_in_flight() -> None:
+    specs = []
+    head = chain.Head()
+    for n in range(1, 41):
+        sealed, head = chain.seal(spec(n), head)
+        if n not in (5, 33, 38):  # 5 removed long ago; 33 and 38 in flight at the crash
+            specs.append(sealed.wire())
+
+    assert missing_in_flight(specs, head, window=16) == {33, 38}

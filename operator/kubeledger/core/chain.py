@@ -27,13 +27,15 @@ class Head:
     hash: str = GENESIS_HASH
 
 
-def seal(spec: RecordSpec, head: Head) -> tuple[RecordSpec, Head]:
-    """The spec linked as the record after ``head``, and the head it becomes once written."""
+def seal(spec: RecordSpec, head: Head, *, lost: Iterable[int] = ()) -> tuple[RecordSpec, Head]:
+    """The spec linked as the record after ``head``, and the head it becomes once written.
+
+    ``lost``: earlier sequence numbers this record declares will never hold a record.
+    """
     sequence = head.sequence + 1
-    linked = spec.model_copy(update={"chain": Chain(sequence=sequence, previousHash=head.hash)})
-    digest = record_hash(linked.wire())
-    sealed = linked.model_copy(
-        update={"chain": Chain(sequence=sequence, previousHash=head.hash, hash=digest)})
+    link = Chain(sequence=sequence, previousHash=head.hash, lost=sorted(lost) or None)
+    digest = record_hash(spec.model_copy(update={"chain": link}).wire())
+    sealed = spec.model_copy(update={"chain": link.model_copy(update={"hash": digest})})
     return sealed, Head(sequence, digest)
 
 
@@ -81,6 +83,8 @@ class Verdict:
     findings: tuple[Finding, ...]
     # Sequence numbers absent because retention pruned them (through ``pruned_through``).
     pruned: int = 0
+    # Sequence numbers absent because a later record declared them lost (``Chain.lost``).
+    lost: tuple[int, ...] = ()
 
     @property
     def intact(self) -> bool:
@@ -92,7 +96,9 @@ def verify(records: Iterable[tuple[str, Mapping[str, Any]]], *,
     """Checks ``(name, spec)`` pairs: every hash, every link, no gaps, no duplicates.
 
     Records up to ``pruned_through`` may be absent: the operator removes delivered records
-    after the retention, and says how far it went before removing any. Every other
+    after the retention, and says how far it went before removing any. So may records a
+    later record declares lost (``Chain.lost``): sealed, but never written. A record after
+    a lost one links to it, whose hash nobody has: that link is not checked. Every other
     absence, from sequence 1 on, is a finding. A full history (Elasticsearch's) is
     checked with ``pruned_through=0``.
     """
@@ -100,8 +106,10 @@ def verify(records: Iterable[tuple[str, Mapping[str, Any]]], *,
         ((spec["chain"]["sequence"], name, spec) for name, spec in records if "chain" in spec),
         key=lambda item: item[0],
     )
+    declared = {lost for _, _, spec in chained for lost in spec["chain"].get("lost") or ()}
     findings: list[Finding] = []
     pruned = 0
+    lost: set[int] = set()
     previous: tuple[int, str] = (0, GENESIS_HASH)
     for sequence, name, spec in chained:
         link = spec["chain"]
@@ -110,6 +118,8 @@ def verify(records: Iterable[tuple[str, Mapping[str, Any]]], *,
         missing = range(previous[0] + 1, sequence)
         if missing and missing[-1] <= pruned_through:
             pruned += len(missing)  # removed by retention after delivery: nothing to link
+        elif missing and set(missing) <= declared:
+            lost.update(missing)  # sealed, never written, and said so by a later record
         else:
             findings.extend(_link_findings(previous, sequence, name, link["previousHash"]))
         previous = (sequence, link.get("hash", ""))
@@ -119,6 +129,7 @@ def verify(records: Iterable[tuple[str, Mapping[str, Any]]], *,
         last_sequence=chained[-1][0] if chained else None,
         findings=tuple(findings),
         pruned=pruned,
+        lost=tuple(sorted(lost)),
     )
 
 

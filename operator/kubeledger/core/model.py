@@ -148,6 +148,10 @@ class Chain(_Wire):
     sequence: int
     previousHash: str
     hash: str = ""
+    # Earlier sequence numbers that will never hold a record, declared by the writer: a
+    # write that failed for good, or, after a writer stopped with writes in flight, the
+    # ones its successor found missing among the last it could have sent (see ledger).
+    lost: list[int] | None = None
 
 
 class RecordSpec(_Wire):

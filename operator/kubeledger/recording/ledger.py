@@ -1,11 +1,22 @@
-"""The ledger: writes AuditRecords one at a time, in chain order, exactly once, fenced.
+"""The ledger: writes AuditRecords in chain order, exactly once, several at a time, fenced.
 
-Records are sealed into the hash chain and created under their deterministic name. A
-name that already exists means the change is already recorded (a re-list, a retry, a
-restart), and nothing is added; unless the existing record is the very one this call
-sealed, written by an earlier attempt whose answer was lost (a timeout). Failures that
-may pass are retried with backoff for as long as it takes: a change is never dropped
-because the apiserver was briefly away.
+Records are sealed into the hash chain one after the other and created under their
+deterministic name; up to ``window`` creates are in flight at once, because one round
+trip to the apiserver at a time is what held recording back in a burst. A name that
+already exists means the change is already recorded (a re-list, a retry, a restart), and
+nothing is added; unless the existing record is the very one this call sealed, written
+by an earlier attempt whose answer was lost (a timeout). Failures that may pass are
+retried with backoff for as long as it takes: a change is never dropped because the
+apiserver was briefly away. Listeners (the shippers) hear of written records in
+sequence order.
+
+A sealed record can still fail to be written: a write refused for good, a change found
+already recorded after later records were sealed, a writer stopped with writes in
+flight. Its sequence number then stays empty, and the chain says so: the next record
+sealed lists it in ``chain.lost``, so ``verify`` accepts that gap and no other. A writer
+that took over lists the sequence numbers missing among the last ``window`` it found
+(``missing_in_flight``): only those could have been in flight when its predecessor
+stopped; a record removed from further back stays a finding.
 
 Only the leader writes (``leadership``): every attempt first asks the fence, and a
 replica whose authority has run out raises ``NotWriterError`` instead of writing. What it
@@ -29,6 +40,8 @@ from kubeledger.kube.api import Kubernetes
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_WINDOW = 16
+
 
 class NotWriterError(RuntimeError):
     """This replica may no longer write records: its leadership ended."""
@@ -43,35 +56,82 @@ class Ledger:
     """The single writer of records; holds the head of the chain."""
 
     def __init__(self, api: Kubernetes, head: chain.Head, *,
-                 may_write: Callable[[], bool] = always) -> None:
+                 may_write: Callable[[], bool] = always, window: int = DEFAULT_WINDOW,
+                 lost: Iterable[int] = ()) -> None:
         self._api = api
         self._head = head
         self._may_write = may_write
-        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(window)
+        self._sealing = asyncio.Lock()
+        # Sequence numbers sealed but never written, to be declared by the next record.
+        self._lost = set(lost)
+        # Written (or lost: None) but not yet told to the listeners, by sequence.
+        self._done: dict[int, tuple[str, RecordSpec] | None] = {}
+        self._told_through = head.sequence
         metrics.CHAIN_HEAD_SEQUENCE.set(head.sequence)
         # Called with every record once it is in the cluster (the shippers take it).
         self.on_written: list[Callable[[str, RecordSpec], None]] = []
 
     @property
     def head(self) -> chain.Head:
+        """The last record sealed (written, or on its way)."""
         return self._head
 
     async def append(self, name: str, spec: RecordSpec) -> RecordSpec | None:
         """Seals and writes one record; None when that change was already recorded."""
-        async with self._lock:
-            sealed, new_head = chain.seal(spec, self._head)
-            existing = await backoff.retrying(
-                lambda: self._create(name, sealed), what=f"write record {name}",
-                retry_on=errors.WORTH_WAITING_FOR)
-            if existing is not None and existing.get("chain", {}).get("hash") != new_head.hash:
+        async with self._slots:
+            async with self._sealing:
+                if not self._may_write():
+                    raise NotWriterError(f"not the leader any more: record {name} left to "
+                                         "the next one")
+                before, declared = self._head, self._lost
+                sealed, self._head = chain.seal(spec, before, lost=declared)
+                self._lost = set()
+                sealed_as = self._head
+            try:
+                existing = await backoff.retrying(
+                    lambda: self._create(name, sealed), what=f"write record {name}",
+                    retry_on=errors.WORTH_WAITING_FOR)
+            except errors.KubeError:
+                self._lose(sealed_as, before, declared)
+                raise
+            if existing is not None and existing.get("chain", {}).get("hash") != sealed_as.hash:
                 logger.debug("record %s exists already; change recorded before", name)
+                self._lose(sealed_as, before, declared)
                 return None
             # Written now, or by an earlier attempt of this very call whose answer was lost.
-            self._head = new_head
-            metrics.CHAIN_HEAD_SEQUENCE.set(new_head.sequence)
+            self._done[sealed_as.sequence] = (name, sealed)
+            self._tell()
+            return sealed
+
+    def _lose(self, sealed_as: chain.Head, before: chain.Head, declared: set[int]) -> None:
+        """The record sealed as ``sealed_as`` will not be written.
+
+        When nothing was sealed after it, the chain simply steps back, and what it
+        declared is declared by the next record instead. Otherwise its sequence number
+        stays empty, and the next record declares it lost.
+        """
+        if self._head == sealed_as:
+            self._head = before
+            self._lost |= declared
+            return
+        logger.warning("sequence %d stays empty (sealed, not written); the next record "
+                       "declares it lost", sealed_as.sequence)
+        self._lost.add(sealed_as.sequence)
+        self._done[sealed_as.sequence] = None
+        self._tell()
+
+    def _tell(self) -> None:
+        """Tells the listeners of written records, in sequence order, without gaps."""
+        while self._told_through + 1 in self._done:
+            self._told_through += 1
+            written = self._done.pop(self._told_through)
+            if written is None:
+                continue
+            name, sealed = written
+            metrics.CHAIN_HEAD_SEQUENCE.set(self._told_through)
             for listener in self.on_written:
                 listener(name, sealed)
-            return sealed
 
     async def _create(self, name: str, sealed: RecordSpec) -> dict[str, Any] | None:
         """Creates the record; if the name is taken, returns the existing record's spec."""
@@ -95,6 +155,24 @@ class Ledger:
             spec: dict[str, Any] = existing["spec"]
             return spec
         return None
+
+
+def missing_in_flight(specs: Iterable[Mapping[str, Any]], head: chain.Head, *,
+                      window: int = DEFAULT_WINDOW, pruned_through: int = 0) -> set[int]:
+    """The sequence numbers a writer that stopped may have left empty, not yet declared.
+
+    Only the last ``window`` below the head can have been in flight when it stopped;
+    retention's removals (through ``pruned_through``) are no loss.
+    """
+    present: set[int] = set()
+    declared: set[int] = set()
+    for spec in specs:
+        link = spec.get("chain") or {}
+        if "sequence" in link:
+            present.add(link["sequence"])
+            declared.update(link.get("lost") or ())
+    candidates = range(max(1, pruned_through + 1, head.sequence - window + 1), head.sequence)
+    return {sequence for sequence in candidates if sequence not in present | declared}
 
 
 def head_of(specs: Iterable[Mapping[str, Any]]) -> chain.Head:
