@@ -21,8 +21,7 @@ from stack.release import RECORDING_LIVE
 
 NAME = "operator"
 # How long the operator needs, at most, to record what it was just shown: a live change
-# waits up to KUBELEDGER_AUDIT_WAIT_SECONDS (3) for its audit event, and the controller's
-# status writes (a completed rollout) never get one.
+# waits up to KUBELEDGER_AUDIT_WAIT_SECONDS (3) for its audit event.
 SETTLE_SECONDS = 5.0
 
 

@@ -47,7 +47,8 @@ async def test_an_argocd_sync_names_who_triggered_it_and_the_commit_it_applied()
     body = argo_managed()
     subject, log = synced_by(io.ARGOCD_CONTROLLER, body)
 
-    initiator, commit = await attributor(kube, log)(subject, body, deleted=False, live=True)
+    initiator, commit = await attributor(kube, log)(subject, body, deleted=False,
+                                                    wait_for_audit=True)
 
     assert (initiator.source, initiator.username) == (InitiatorSource.ARGOCD, io.ALICE)
     assert (commit.source, commit.sha) == (CommitSource.ARGOCD, io.SHA)
@@ -61,7 +62,7 @@ async def test_an_absent_application_leaves_the_commit_unresolved_quietly(
     body = argo_managed()
     subject, log = synced_by(io.ARGOCD_CONTROLLER, body)
 
-    _, commit = await attributor(kube, log)(subject, body, deleted=False, live=True)
+    _, commit = await attributor(kube, log)(subject, body, deleted=False, wait_for_audit=True)
 
     assert commit.source is CommitSource.UNRESOLVED
     assert "cannot read" not in caplog.text
@@ -78,7 +79,7 @@ async def test_a_failed_lookup_is_logged_and_never_stops_the_record(
 
     with caplog.at_level(logging.WARNING):
         initiator, commit = await attributor(kube, log)(subject, body, deleted=False,
-                                                        live=True)
+                                                        wait_for_audit=True)
 
     assert commit.source is CommitSource.UNRESOLVED
     # The writer is still known: the controller, as the audit event names it.
@@ -95,7 +96,8 @@ async def test_a_flux_apply_takes_the_commit_of_its_kustomization() -> None:
                                       "kustomize.toolkit.fluxcd.io/namespace": "flux-system"})
     subject, log = synced_by(io.FLUX_KUSTOMIZE_CONTROLLER, body)
 
-    initiator, commit = await attributor(kube, log)(subject, body, deleted=False, live=True)
+    initiator, commit = await attributor(kube, log)(subject, body, deleted=False,
+                                                    wait_for_audit=True)
 
     # Flux records no trigger: the controller, authenticated, is the initiator.
     assert (initiator.source, initiator.username) == (InitiatorSource.AUDIT,
@@ -111,7 +113,7 @@ async def test_a_deletion_reads_no_gitops_object() -> None:
     log.ingest(io.event_list(io.audit_event("delete", io.deletion_status(body),
                                             user=io.user_info(io.ARGOCD_CONTROLLER))))
 
-    initiator, _ = await attributor(kube, log)(subject, body, deleted=True, live=True)
+    initiator, _ = await attributor(kube, log)(subject, body, deleted=True, wait_for_audit=True)
 
     assert (initiator.source, initiator.username) == (InitiatorSource.AUDIT,
                                                       io.ARGOCD_CONTROLLER)
@@ -124,7 +126,7 @@ async def test_after_the_fact_what_the_caches_already_hold_is_used() -> None:
     body = objects.deployment()
     subject, log = synced_by(io.ALICE, body)
 
-    initiator, _ = await attributor(kube, log)(subject, body, deleted=False, live=False)
+    initiator, _ = await attributor(kube, log)(subject, body, deleted=False, wait_for_audit=False)
 
     assert (initiator.source, initiator.username, initiator.verified) == (
         InitiatorSource.AUDIT, io.ALICE, True)
@@ -139,7 +141,7 @@ async def test_after_the_fact_nothing_is_waited_for() -> None:
     late = asyncio.get_running_loop().call_later(0.2, log.ingest, io.event_list(
         io.audit_event("update", body, user=io.user_info(io.ALICE))))
 
-    initiator, _ = await slow(subject, body, deleted=False, live=False)
+    initiator, _ = await slow(subject, body, deleted=False, wait_for_audit=False)
 
     late.cancel()
     assert initiator.source is not InitiatorSource.AUDIT

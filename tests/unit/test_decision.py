@@ -238,3 +238,19 @@ def test_a_draft_becomes_the_record_with_what_attribution_found() -> None:
     assert spec.snapshot == draft.snapshot
     assert spec.changes == list(draft.changes)
 
+
+
+def test_only_a_change_of_more_than_the_rollouts_state_awaits_an_audit_event() -> None:
+    def draft(*paths: str, observation: model.Observation = model.Observation.LIVE
+              ) -> decision.Draft:
+        return decision.Draft(
+            name="r", subject=records.deployment(), action=model.Action.ROLLOUT_COMPLETED,
+            severity=model.Severity.INFO, observation=observation,
+            changes=tuple(model.FieldChange(path=path, old="progressing", new="complete")
+                          for path in paths))
+
+    assert not draft("rollout.phase").awaits_audit_event  # the controller's status write
+    assert draft("spec.replicas", "rollout.phase").awaits_audit_event
+    assert draft().awaits_audit_event  # a creation names no field
+    assert not draft("spec.replicas",
+                     observation=model.Observation.AFTER_THE_FACT).awaits_audit_event

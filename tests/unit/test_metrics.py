@@ -124,8 +124,8 @@ async def test_each_identity_source_asked_about_a_change_counts_a_hit_or_a_miss(
     audit_hit, admission_miss = joins("audit", "hit"), joins("admission", "miss")
     audit_miss, admission_hit = joins("audit", "miss"), joins("admission", "hit")
 
-    await attribute(subject, body, deleted=False, live=True)
-    await attribute(subject, body, deleted=False, live=False)  # after the fact: asked too
+    await attribute(subject, body, deleted=False, wait_for_audit=True)
+    await attribute(subject, body, deleted=False, wait_for_audit=False)  # after the fact: asked too
 
     assert (audit_hit(), admission_miss()) == (2, 2)
     assert (audit_miss(), admission_hit()) == (0, 0)

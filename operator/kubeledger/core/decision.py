@@ -40,6 +40,8 @@ from kubeledger.core.revisions import Revisions
 
 LIVE_EVENTS = frozenset({"ADDED", "MODIFIED"})
 DELETING_ACTIONS = frozenset({Action.DELETED, Action.DELETED_WHILE_UNOBSERVED})
+# Changes under this path are of the rollout's state (``projection``), read from status.
+ROLLOUT_STATE_PREFIX = "rollout."
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ class Draft:
     @property
     def live(self) -> bool:
         return self.observation is Observation.LIVE
+
+    @property
+    def awaits_audit_event(self) -> bool:
+        """Whether the write behind this change will show in the apiserver's audit log.
+
+        Not when only the rollout's state changed: the controller writes that through
+        the status subresource, which the audit policy kubeledger documents does not log,
+        so waiting for an event would only delay the record.
+        """
+        status_only = bool(self.changes) and all(
+            change.path.startswith(ROLLOUT_STATE_PREFIX) for change in self.changes)
+        return self.live and not status_only
 
     @property
     def deleted(self) -> bool:

@@ -1,7 +1,9 @@
 """Who made a change and which commit it came from: gathering the facts for one record.
 
-For a change seen live, the audit event of the write (when the apiserver sends them) is
-awaited briefly, since it arrives a second or so after the watch event; the admission
+For a change seen live (``wait_for_audit``, which the recorder does not ask for a
+rollout's state changing: no audit event comes for it), the audit event of the write
+(when the apiserver sends them) is awaited briefly, since it arrives a second or so
+after the watch event; the admission
 request that explains the change is taken from the cache; the object itself names its
 tool (managedFields), a declared initiator and a commit (annotation or image tag). When
 the writer is a GitOps controller, its Application or Kustomization is read for who
@@ -48,9 +50,9 @@ class Attributor:
         self._commit_annotations = commit_annotations
 
     async def __call__(self, subject: Subject, body: Mapping[str, Any] | None, *,
-                       deleted: bool, live: bool) -> tuple[Initiator, Commit]:
+                       deleted: bool, wait_for_audit: bool) -> tuple[Initiator, Commit]:
         audit = await self._audit_identity(subject, deleted,
-                                           wait=self._audit_wait if live else 0.0)
+                                           wait=self._audit_wait if wait_for_audit else 0.0)
         admission = self._admission_identity(subject, body, deleted)
         facts = body or {}
         tool = ((admission.field_manager if admission else None)

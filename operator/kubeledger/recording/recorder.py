@@ -29,11 +29,11 @@ class Attribution(Protocol):
     """Who made a change and which commit it came from (see ``identity.attribution``)."""
 
     async def __call__(self, subject: Subject, body: Mapping[str, Any] | None, *,
-                       deleted: bool, live: bool) -> tuple[Initiator, Commit]: ...
+                       deleted: bool, wait_for_audit: bool) -> tuple[Initiator, Commit]: ...
 
 
 async def unattributed(subject: Subject, body: Mapping[str, Any] | None, *,
-                       deleted: bool, live: bool) -> tuple[Initiator, Commit]:
+                       deleted: bool, wait_for_audit: bool) -> tuple[Initiator, Commit]:
     """Attribution when nothing is known: ``unresolved`` on both counts."""
     return Initiator(), Commit()
 
@@ -91,7 +91,7 @@ class Recorder:
     async def _write(self, draft: decision.Draft,
                      body: Mapping[str, Any] | None) -> RecordSpec | None:
         initiator, commit = await self._attribute(draft.subject, body, deleted=draft.deleted,
-                                                  live=draft.live)
+                                                  wait_for_audit=draft.awaits_audit_event)
         spec = draft.record(cluster=self._cluster, observed_at=datetime.now(UTC),
                             initiator=initiator, commit=commit)
         written = await self._ledger.append(draft.name, spec)
