@@ -57,8 +57,9 @@ test: stack-install lint ## Everything CI runs: install, lint, unit, end-to-end 
 	$(VENV)/bin/pytest tests
 
 .PHONY: bench
-bench: venv ## Print throughput and memory figures of the hot paths
+bench: venv ## Print figures: the hot paths, then the pace through a burst on a stack (.bench)
 	PYTHONPATH=tests $(PY) -m bench.hot_paths
+	PYTHONPATH=tests $(PY) -m bench.burst
 
 .PHONY: dev-up
 dev-up: stack-install ## Start the cluster, Elasticsearch and the operator in .dev/ (DEV_OPERATOR=cluster|host)
@@ -75,4 +76,4 @@ dev-status: venv ## Show which processes of the local stack run
 .PHONY: clean
 clean: ## Stop the dev stack and remove its data (.dev/), the virtualenv and caches in the checkout
 	@if [ -x $(PY) ]; then $(STACK) purge $(DEV_DIR); fi
-	rm -rf $(DEV_DIR) $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(DEV_DIR) .bench $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -90,6 +90,9 @@ class Settings(BaseModel):
     watch_extra_kinds: list[str] = Field(default_factory=list)
     max_changes_per_record: int = Field(default=64, ge=1)
     reconcile_interval_seconds: float = Field(default=600.0, gt=0)
+    # A first install records what it finds at most this fast (``inventoried`` records),
+    # so that other clients of the apiserver keep their pace.
+    inventory_records_per_second: float = Field(default=50.0, gt=0)
     # How many records may be on their way to the apiserver at once (sealed in order;
     # see recording/ledger.py). 1 writes one at a time.
     write_window: int = Field(default=16, ge=1, le=256)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeledger import backoff
@@ -98,6 +98,9 @@ class Runtime:
                                  audit_wait_seconds=settings.audit_wait_seconds,
                                  commit_annotations=settings.commit_annotations),
             max_changes=settings.max_changes_per_record,
+            # Never installed here before: what the first listing finds was there already.
+            installed_at=datetime.now(UTC) if not specs and not pruned_through else None,
+            inventory_per_second=settings.inventory_records_per_second,
         )
         runtime = cls(settings, api, baselines, revisions, recorder)
         runtime._start_shipping(ledger)

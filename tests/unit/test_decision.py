@@ -7,6 +7,7 @@ the recorder calls it: projected, redacted, compared, classified, diffed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -254,3 +255,23 @@ def test_only_a_change_of_more_than_the_rollouts_state_awaits_an_audit_event() -
     assert draft().awaits_audit_event  # a creation names no field
     assert not draft("spec.replicas",
                      observation=model.Observation.AFTER_THE_FACT).awaits_audit_event
+
+
+def test_a_first_install_inventories_what_was_there_and_records_what_came_after() -> None:
+    installed = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    older, newer = web(), web()
+    older["metadata"]["creationTimestamp"] = "2025-11-20T08:59:00Z"
+    newer["metadata"]["creationTimestamp"] = "2026-12-02T08:00:05Z"
+
+    def listed(body: Body) -> decision.Decision:
+        return decision.decide(kinds.DEPLOYMENTS, None, body, baseline=None,
+                               redactor=REDACTOR, revisions=Revisions(),
+                               installed_at=installed)
+
+    inventoried = drafted(listed(older), Action.INVENTORIED, Severity.INFO)
+    assert inventoried.reasons == (
+        "there before kubeledger was installed; created 2025-11-20T08:59:00Z",)
+    assert inventoried.observation is model.Observation.AFTER_THE_FACT
+    # Created after the install started, or while an installed operator was down: created.
+    assert drafted(listed(newer), Action.CREATED, Severity.NOTICE).reasons != inventoried.reasons
+    assert drafted(decide(None, older, None), Action.CREATED, Severity.NOTICE)

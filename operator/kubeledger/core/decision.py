@@ -122,12 +122,15 @@ def decide(
     revisions: Revisions,
     role_rules: RoleRulesResolver = rules_unknown,
     max_changes: int = 64,
+    installed_at: datetime | None = None,
 ) -> Decision:
     """What one watch event of a ``resource`` object means for the trail.
 
     ``baseline`` is the object's last recorded state (None when it was never recorded);
     ``revisions`` tells a rollback from a new template; ``role_rules`` finds the rules of
-    the role a binding names, for its severity.
+    the role a binding names, for its severity. ``installed_at``: when this is the first
+    run of kubeledger in the cluster (its ledger was empty), the time it started; an
+    object created before then, found by a listing, is ``inventoried``.
     """
     subject = subject_of(resource, body)
     if event_type == "DELETED":
@@ -147,6 +150,10 @@ def decide(
     if verdict is None:
         return Rebaseline(subject, encoded)
     action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
+    created = _created_before(body, installed_at) if old is None and not live else None
+    if created is not None:
+        action, severity = Action.INVENTORIED, Severity.INFO
+        reasons = [f"there before kubeledger was installed; created {created}"]
     if not live and old is not None:
         reasons.insert(0, f"seen after the fact; the change looks like {action.value}")
         action, severity = Action.CHANGED_WHILE_UNOBSERVED, max(
@@ -165,6 +172,15 @@ def unobserved_deletion(baseline: Baseline, *, revisions: Revisions,
     """The record of an object that vanished while the operator was not watching."""
     return _deletion(baseline.subject, baseline.snapshot, Observation.AFTER_THE_FACT,
                      _context(baseline.subject, revisions, role_rules, live=True))
+
+
+def _created_before(body: Mapping[str, Any], installed_at: datetime | None) -> str | None:
+    """The object's creationTimestamp, when it is older than ``installed_at``."""
+    stamp = body["metadata"].get("creationTimestamp")
+    if installed_at is None or not stamp:
+        return None
+    created = datetime.fromisoformat(str(stamp))
+    return str(stamp) if created < installed_at else None
 
 
 def subject_of(resource: Resource, body: Mapping[str, Any]) -> Subject:

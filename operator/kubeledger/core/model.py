@@ -47,6 +47,8 @@ class Action(StrEnum):
     SUBJECTS_CHANGED = "subjects-changed"
     CHANGED_WHILE_UNOBSERVED = "changed-while-unobserved"
     DELETED_WHILE_UNOBSERVED = "deleted-while-unobserved"
+    # Found by the first listing after kubeledger was installed: it existed before.
+    INVENTORIED = "inventoried"
 
 
 class Severity(StrEnum):

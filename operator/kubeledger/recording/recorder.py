@@ -8,7 +8,9 @@ ledger, and moves the object's baseline once the record is written.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,12 +19,30 @@ from kubeledger import metrics
 from kubeledger.core import decision
 from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.kinds import Resource
-from kubeledger.core.model import Commit, Initiator, InitiatorSource, RecordSpec, Subject
+from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
 from kubeledger.core.revisions import Revisions
 from kubeledger.recording.ledger import Ledger
 
 logger = logging.getLogger(__name__)
+
+# Records of what a first install finds, written per second at most.
+DEFAULT_INVENTORY_PER_SECOND = 50.0
+
+
+class Pace:
+    """Lets callers through at most ``rate`` times a second, evenly spaced."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+
+    async def __call__(self) -> None:
+        now = time.monotonic()
+        wait = self._next - now
+        self._next = max(now, self._next) + self._interval
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 class Attribution(Protocol):
@@ -51,6 +71,8 @@ class Recorder:
         ledger: Ledger,
         attribute: Attribution = unattributed,
         max_changes: int = 64,
+        installed_at: datetime | None = None,
+        inventory_per_second: float = DEFAULT_INVENTORY_PER_SECOND,
     ) -> None:
         self._cluster = cluster
         self._redactor = redactor
@@ -59,6 +81,9 @@ class Recorder:
         self._ledger = ledger
         self._attribute = attribute
         self._max_changes = max_changes
+        # The first run in a cluster (an empty ledger): when it started (see decision).
+        self._installed_at = installed_at
+        self._inventory_pace = Pace(inventory_per_second)
 
     async def observe(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> RecordSpec | None:
@@ -69,7 +94,7 @@ class Recorder:
         decided = decision.decide(
             resource, event_type, body, baseline=self._baselines.get(uid),
             redactor=self._redactor, revisions=self._revisions, role_rules=self._role_rules,
-            max_changes=self._max_changes)
+            max_changes=self._max_changes, installed_at=self._installed_at)
         match decided:
             case decision.Unchanged():
                 self._baselines.touch(uid)
@@ -79,6 +104,10 @@ class Recorder:
                 self._baselines.remember_encoded(subject, encoded)
                 metrics.CHANGES_SKIPPED.labels(resource.kind, "rebaseline").inc()
                 return None
+            case decision.Draft(action=Action.INVENTORIED):
+                # A first install lists everything at once: leave the apiserver to others.
+                await self._inventory_pace()
+                return await self._write(decided, body)
             case decision.Draft():
                 return await self._write(decided, body)
 

@@ -47,6 +47,8 @@ _EVENT_TYPES: Mapping[model.Action, str] = {
     model.Action.CREATED: "creation",
     model.Action.DELETED: "deletion",
     model.Action.DELETED_WHILE_UNOBSERVED: "deletion",
+    # Not a change: what was there when kubeledger was installed.
+    model.Action.INVENTORIED: "info",
 }
 
 # Monthly indices: see index_name. ILM retention adds this span (see ``template``).
