@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 RETRY_JITTER = 0.2
 
 
+class LeaseRefusedError(RuntimeError):
+    """The operator may not read or write its Lease: RBAC must be fixed before it can run."""
+
+
 @dataclass(frozen=True)
 class Timing:
     """Seconds; ``lease_duration > renew_deadline > retry_period > 0`` (``config`` checks)."""
@@ -87,7 +91,7 @@ class Election:
         """
         waiting_on: str | None = None
         waited = False
-        while not await self._try_to_hold():
+        while not await self._try_to_hold_at_start():
             waited = True
             holder = self._observed[0] if self._observed else ""
             if holder != waiting_on:
@@ -138,6 +142,20 @@ class Election:
         except errors.KubeError as error:
             # Not fatal: a standby takes over once the lease duration has passed.
             logger.warning("could not release the lease: %s", error)
+
+    async def _try_to_hold_at_start(self) -> bool:
+        """``_try_to_hold`` for a standby: a refusal stops the start, an outage is waited out."""
+        try:
+            return await self._try_to_hold()
+        except errors.Refused as error:
+            raise LeaseRefusedError(
+                f"the operator may not use its Lease {self._namespace}/{self._name} "
+                f"({error.summary}): bind its service account to the chart's Role "
+                "(rbac.create=true)") from None
+        except errors.KubeError as error:
+            logger.warning("could not read the lease %s/%s (%s); trying again",
+                           self._namespace, self._name, error)
+            return False
 
     async def _try_to_hold(self) -> bool:
         """One attempt to take or renew the Lease; True when this replica holds it now."""

@@ -118,7 +118,8 @@ def test_verify_detects_a_removed_record(kubectl: Kubectl, demo: Kubectl,
 
 
 def test_operator_without_rights_stops_with_what_to_fix(operator: Operator) -> None:
-    """alice may not list AuditRecords: the operator must say so and stop, not spin."""
+    """alice may not use the operator's Lease (nor list AuditRecords): the operator must say
+    so and stop, not spin."""
     config = json.loads(operator.endpoints.kubeconfig.read_text())
     config["current-context"] = "alice"
     as_alice = operator.endpoints.directory / "kubeconfig-alice-operator"
@@ -129,5 +130,5 @@ def test_operator_without_rights_stops_with_what_to_fix(operator: Operator) -> N
                              env=env, capture_output=True, text=True, timeout=120, check=False)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (
-        "kubeledger: cannot start: the operator may not list AuditRecords (403 Forbidden): "
-        "bind its service account to the chart's ClusterRole (rbac.create=true)")
+        "kubeledger: cannot start: the operator may not use its Lease kubeledger/kubeledger "
+        "(403 Forbidden): bind its service account to the chart's Role (rbac.create=true)")

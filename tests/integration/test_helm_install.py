@@ -258,16 +258,18 @@ def test_operator_pod_is_locked_down(kubectl: Kubectl, release: str) -> None:
     # The apiserver admits the pod the controller-manager makes of it, the scheduler puts
     # it on the node, and the node refuses to pull an image from outside this machine.
     selector = f"app.kubernetes.io/instance={RELEASE}"
-    pods = eventually(lambda: kubectl.json("get", "pods", "-n", NAMESPACE, "-l", selector)["items"],
-                      what="the operator pod to be created")
-    assert pods[0]["spec"]["serviceAccountName"] == FULLNAME
-    assert pods[0]["status"]["phase"] == "Pending"
+    # The chart's default: two replicas, one writer and a standby.
+    pods = eventually(lambda: len(listed := kubectl.json(
+        "get", "pods", "-n", NAMESPACE, "-l", selector)["items"]) == 2 and listed,
+                      what="the two operator pods to be created")
+    assert {pod["spec"]["serviceAccountName"] for pod in pods} == {FULLNAME}
+    assert {pod["status"]["phase"] for pod in pods} == {"Pending"}
 
     def pull_refused() -> bool:
-        (pod,) = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", selector)["items"]
-        waiting = [s.get("state", {}).get("waiting", {}).get("reason")
-                   for s in pod["status"].get("containerStatuses", [])]
-        return bool({"ErrImagePull", "ImagePullBackOff"} & set(waiting))
+        pods = kubectl.json("get", "pods", "-n", NAMESPACE, "-l", selector)["items"]
+        return all({"ErrImagePull", "ImagePullBackOff"} & {
+            s.get("state", {}).get("waiting", {}).get("reason")
+            for s in pod["status"].get("containerStatuses", [])} for pod in pods)
     eventually(pull_refused, timeout=60, what="the node to refuse pulling ghcr.io's image")
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from kubeledger.core import kinds
 from kubeledger.kube import errors
-from kubeledger.leadership import Election, Timing
+from kubeledger.leadership import Election, LeaseRefusedError, Timing
 from unit.fake_kube import FakeKube
 
 NAMESPACE, NAME = "kubeledger", "kubeledger"
@@ -162,3 +164,23 @@ async def test_acquire_says_whether_the_replica_stood_by_first() -> None:
 
     assert await asyncio.wait_for(taking_over, timeout=2) is True
     assert lease(kube)["holderIdentity"] == "pod-b"
+
+
+async def test_a_replica_that_may_not_use_the_lease_stops_saying_what_to_fix() -> None:
+    kube = FakeKube()
+    kube.fail("get", errors.Refused("403 Forbidden", status=403))
+    standby = election(kube, "pod-a", Clock())
+
+    with pytest.raises(LeaseRefusedError, match=r"may not use its Lease kubeledger/kubeledger "
+                       r"\(403 Forbidden\): bind its service account to the chart's Role"):
+        await standby.acquire()
+
+
+async def test_an_apiserver_away_at_start_is_waited_out() -> None:
+    kube = FakeKube()
+    kube.fail("get", errors.Unavailable("503"), times=2)
+    quick = Timing(lease_duration=0.3, renew_deadline=0.2, retry_period=0.01)
+    standby = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+
+    assert await asyncio.wait_for(standby.acquire(), timeout=2) is True
+    assert standby.leading

@@ -15,8 +15,8 @@ async def test_callers_arriving_together_leave_one_interval_apart(
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(recorder.time, "monotonic", lambda: 100.0)
-    monkeypatch.setattr(recorder.asyncio, "sleep", sleep)
+    monkeypatch.setattr("kubeledger.recording.recorder.time.monotonic", lambda: 100.0)
+    monkeypatch.setattr("kubeledger.recording.recorder.asyncio.sleep", sleep)
     pace = recorder.Pace(50.0)
 
     for _ in range(4):
