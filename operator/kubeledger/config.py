@@ -27,6 +27,7 @@ from pydantic import (
 from kubeledger.core import kinds
 from kubeledger.core.redaction import RedactionPolicy
 from kubeledger.identity.commit import DEFAULT_COMMIT_ANNOTATIONS
+from kubeledger.recording import ledger, recorder
 from kubeledger.sinks.elasticsearch import ecs
 
 ENV_PREFIX = "KUBELEDGER_"
@@ -92,10 +93,11 @@ class Settings(BaseModel):
     reconcile_interval_seconds: float = Field(default=600.0, gt=0)
     # A first install records what it finds at most this fast (``inventoried`` records),
     # so that other clients of the apiserver keep their pace.
-    inventory_records_per_second: float = Field(default=50.0, gt=0)
+    inventory_records_per_second: float = Field(default=recorder.DEFAULT_INVENTORY_PER_SECOND,
+                                                gt=0)
     # How many records may be on their way to the apiserver at once (sealed in order;
     # see recording/ledger.py). 1 writes one at a time.
-    write_window: int = Field(default=16, ge=1, le=256)
+    write_window: int = Field(default=ledger.DEFAULT_WINDOW, ge=1, le=256)
     # The longest any one call to the apiserver may take: past it the call fails and is
     # retried, so a connection that never answers cannot stop recording.
     api_timeout_seconds: float = Field(default=DEFAULT_API_TIMEOUT_SECONDS, gt=0)

@@ -117,9 +117,9 @@ async def test_the_fence_is_asked_again_before_each_retry() -> None:
     kube = FakeKube()
     asked = []
 
-    def fence() -> bool:  # asked when sealing, then before each attempt
+    def fence() -> bool:
         asked.append(True)
-        return len(asked) < 4
+        return len(asked) < 3
 
     kube.fail("create", errors.Unavailable("503", status=503), times=5)
     ledger = Ledger(kube, chain.Head(), may_write=fence)

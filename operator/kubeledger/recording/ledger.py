@@ -81,9 +81,6 @@ class Ledger:
         """Seals and writes one record; None when that change was already recorded."""
         async with self._slots:
             async with self._sealing:
-                if not self._may_write():
-                    raise NotWriterError(f"not the leader any more: record {name} left to "
-                                         "the next one")
                 before, declared = self._head, self._lost
                 sealed, self._head = chain.seal(spec, before, lost=declared)
                 self._lost = set()
@@ -92,7 +89,7 @@ class Ledger:
                 existing = await backoff.retrying(
                     lambda: self._create(name, sealed), what=f"write record {name}",
                     retry_on=errors.WORTH_WAITING_FOR)
-            except errors.KubeError:
+            except (errors.KubeError, NotWriterError):
                 self._lose(sealed_as, before, declared)
                 raise
             if existing is not None and existing.get("chain", {}).get("hash") != sealed_as.hash:
