@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from kubeledger import backoff
 from kubeledger.config import Settings
@@ -29,9 +28,9 @@ from kubeledger.identity.admission import AdmissionCache
 from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import crd, errors
-from kubeledger.kube.api import Kubernetes, list_all
-from kubeledger.recording import catchup, retention
-from kubeledger.recording.ledger import Ledger, head_of, missing_in_flight
+from kubeledger.kube.api import Kubernetes
+from kubeledger.recording import catchup, history, retention
+from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from kubeledger.sinks import Sink
 from kubeledger.sinks.delivery import PositionStore, Shipper
@@ -71,18 +70,16 @@ class Runtime:
         ``may_write`` is the fence of leader election: the ledger asks it before every write.
         """
         await crd.ensure(api)
-        records = await _load_records(api)
-        specs = [record["spec"] for record in records or []]
-        baselines = Baselines.from_records(specs)
-        head = head_of(specs)
+        found = await _read_history(api)
+        baselines, head = found.baselines(), found.head
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
-                    len(specs), len(baselines), head.sequence)
+                    found.records, len(baselines), head.sequence)
         revisions = Revisions()
         pruned_through = await backoff.retrying(
             lambda: retention.pruned_through(api, settings.namespace),
             what="read the retention watermark", retry_on=(errors.Unavailable,))
-        lost = missing_in_flight(specs, head, window=settings.write_window,
-                                 pruned_through=pruned_through)
+        lost = found.missing_in_flight(window=settings.write_window,
+                                       pruned_through=pruned_through)
         if lost:
             logger.warning("sequence %s sealed by the previous writer but never written "
                            "(in flight when it stopped); the next record declares it lost",
@@ -99,7 +96,8 @@ class Runtime:
                                  commit_annotations=settings.commit_annotations),
             max_changes=settings.max_changes_per_record,
             # Never installed here before: what the first listing finds was there already.
-            installed_at=datetime.now(UTC) if not specs and not pruned_through else None,
+            installed_at=(datetime.now(UTC) if not found.records and not pruned_through
+                          else None),
             inventory_per_second=settings.inventory_records_per_second,
         )
         runtime = cls(settings, api, baselines, revisions, recorder)
@@ -159,15 +157,14 @@ class Runtime:
                 logger.exception("periodic deletion check failed; trying again next time")
 
 
-async def _load_records(api: Kubernetes) -> list[dict[str, Any]]:
-    """Every existing record; a refusal stops the start-up with what to fix."""
+async def _read_history(api: Kubernetes) -> history.History:
+    """What the existing records say; a refusal stops the start-up with what to fix."""
     try:
         # At start-up nothing is at stake yet: a refusal surfaces at once.
-        records = await backoff.retrying(lambda: list_all(api, kinds.RECORDS),
-                                         what="load records", retry_on=(errors.Unavailable,))
+        return await backoff.retrying(lambda: history.read(api), what="load records",
+                                      retry_on=(errors.Unavailable,))
     except errors.Refused as error:
         raise crd.AccessDeniedError(
             f"the operator may not list AuditRecords ({error.summary}): "
             "bind its service account to the chart's ClusterRole (rbac.create=true)"
         ) from None
-    return records or []

@@ -33,6 +33,8 @@ from kubeledger.runtime import Runtime
 
 STOPPED = 0
 LEADERSHIP_LOST = 3
+# A write's round trips, beyond the audit wait, when records are finished before stopping.
+DRAIN_MARGIN_SECONDS = 2.0
 
 
 def run(settings: Settings, endpoints: Endpoints, *, log_format: str, verbose: bool) -> int:
@@ -91,7 +93,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        # Hand the Lease over first: the fence closes at once, so nothing more is written
+        # The records being written first (a live one waits for its audit event at most
+        # this long), so that they keep their attribution.
+        if "runtime" in memo:
+            await memo.runtime.recorder.drain(operator_settings.audit_wait_seconds
+                                              + DRAIN_MARGIN_SECONDS)
+        # Then hand the Lease over: the fence closes at once, so nothing more is written
         # here, and a standby need not wait for this replica's shippers to stop.
         await memo.replica.election.release()
         if "runtime" in memo:
@@ -121,7 +128,8 @@ def _keep_nothing(**_: Any) -> None:
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.runtime.watches_listed()
-        await memo.runtime.recorder.observe(resource, event["type"], event["object"])
+        # Not waiting for the record: the object's next event may be taken meanwhile.
+        await memo.runtime.recorder.take(resource, event["type"], event["object"])
 
     audit.__name__ = f"audit_{resource.plural}"
     return audit

@@ -99,10 +99,19 @@ def _keep_service_off(package: str) -> None:
     machine's own policy-rc.d have let it start.
 
     ``update-rc.d disable`` turns the init script's links off and, where systemctl exists,
-    disables the systemd unit too; package upgrades keep both disabled.
+    disables the systemd unit too; package upgrades keep both disabled. Only a running
+    service is stopped: the init script's ``stop`` fails when there is nothing to stop.
     """
     run(["update-rc.d", package, "disable"])
-    run(["invoke-rc.d", "--force", "--quiet", package, "stop"])
+    if _service_running(package):
+        run(["invoke-rc.d", "--force", "--quiet", package, "stop"])
+
+
+def _service_running(package: str) -> bool:
+    # LSB: ``status`` exits 0 only for a running service (3 stopped, 4 unknown).
+    status = subprocess.run(["invoke-rc.d", "--quiet", package, "status"],
+                            capture_output=True, check=False)
+    return status.returncode == 0
 
 
 def _debian_installed(package: str) -> bool:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import copy
 import itertools
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from kubeledger.core import kinds
 from kubeledger.core.kinds import Resource
 from kubeledger.kube import errors
+from kubeledger.kube.api import Page
 
 T = TypeVar("T")
 Object = dict[str, Any]
@@ -37,6 +38,8 @@ class FakeKube:
         self._versions = itertools.count(1000)
         # Awaited after each listing, before it returns: what happens while it travels.
         self.after_list: list[Callable[[], Awaitable[None]]] = []
+        # Objects per page of ``pages``, small so that tests see several pages.
+        self.page_size = 3
 
     def fail(self, method: str, error: errors.KubeError, *, times: int = 1,
              after: bool = False) -> None:
@@ -71,15 +74,22 @@ class FakeKube:
 
     async def list(self, resource: Resource, keep: Callable[[Object], T], *,
                    namespace: str | None = None, label_selector: str | None = None) -> list[T]:
+        return [keep(body) async for page in self.pages(
+                    resource, namespace=namespace, label_selector=label_selector)
+                for body in page]
+
+    async def pages(self, resource: Resource, *, namespace: str | None = None,
+                    label_selector: str | None = None) -> AsyncIterator[Page]:
         # Equality selectors (``a=b,c=d``) are all the operator uses.
         wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
         with self._call("list"):
-            listed = [keep(body) for body in self.of(resource)
+            listed = [body for body in self.of(resource)
                       if namespace in (None, body["metadata"].get("namespace"))
                       and wanted.items() <= (body["metadata"].get("labels") or {}).items()]
+        for start in range(0, len(listed), self.page_size):
+            yield listed[start:start + self.page_size]
         for happening in self.after_list:
             await happening()
-        return listed
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         with self._call("create"):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kubeledger.core import model
-from kubeledger.core.baselines import Baselines
+from kubeledger.core.baselines import Baselines, LatestRecords
 from unit import records
 
 WEB_UID = records.deployment().uid
@@ -43,6 +43,13 @@ def recorded(
     return spec.wire()
 
 
+def latest_of(specs: list[dict[str, Any]]) -> Baselines:
+    folded = LatestRecords()
+    for spec in specs:
+        folded.add(spec)
+    return folded.baselines()
+
+
 def remembered(*subjects: model.Subject) -> Baselines:
     baselines = Baselines()
     for each in subjects:
@@ -51,7 +58,7 @@ def remembered(*subjects: model.Subject) -> Baselines:
 
 
 def test_the_latest_record_of_each_object_wins_in_any_order() -> None:
-    baselines = Baselines.from_records(
+    baselines = latest_of(
         [recorded(1), recorded(7), recorded(2, uid=API_UID, name="api"), recorded(4)]
     )
 
@@ -67,7 +74,7 @@ def test_the_latest_record_of_each_object_wins_in_any_order() -> None:
     "deletion", [model.Action.DELETED, model.Action.DELETED_WHILE_UNOBSERVED]
 )
 def test_objects_last_recorded_as_deleted_drop_out(deletion: model.Action) -> None:
-    baselines = Baselines.from_records(
+    baselines = latest_of(
         [recorded(1), recorded(3, action=deletion), recorded(2, uid=API_UID, name="api")]
     )
 

@@ -81,23 +81,39 @@ def positions(kube: FakeKube) -> dict[str, str]:
     return kube.config_maps[(NAMESPACE, delivery.POSITION_CONFIG_MAP)]
 
 
-def shipper_for(kube: FakeKube, sink: FakeSink, *, batch_size: int = 2) -> Shipper:
+def shipper_for(kube: FakeKube, sink: FakeSink, *, batch_size: int = 2,
+                flush_interval: float = 0.01) -> Shipper:
     return Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=batch_size,
-                   flush_interval=0.01)
+                   flush_interval=flush_interval)
 
 
-async def test_records_in_the_cluster_go_in_batches_and_the_position_once_per_batch() -> None:
+async def test_records_go_in_batches_and_the_position_is_stored_once_caught_up() -> None:
     kube, sink = FakeKube(), FakeSink()
     names = await write(Ledger(kube, chain.Head()), 5)
-    shipper = shipper_for(kube, sink)
+    shipper = shipper_for(kube, sink, flush_interval=60)
 
     async with shipping(shipper):
-        await until(lambda: shipper.position == 5)
+        await until(lambda: kube.config_maps.get((NAMESPACE, delivery.POSITION_CONFIG_MAP))
+                    == {"fake": "5"})
 
     assert sink.batches == [names[0:2], names[2:4], names[4:5]]
-    assert kube.calls["write_config_map"] == 3
-    assert positions(kube) == {"fake": "5"}
+    # After the first batch, then not again within the flush interval until caught up.
+    assert kube.calls["write_config_map"] == 2
     assert sink.prepared == 1
+
+
+async def test_a_record_written_while_idle_is_delivered_without_waiting() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    ledger = Ledger(kube, chain.Head())
+    shipper = shipper_for(kube, sink, flush_interval=60)
+    ledger.on_written.append(shipper.offer)
+
+    async with shipping(shipper):
+        await until(lambda: kube.calls["list"] == 1)
+        names = await write(ledger, 1)
+        await until(lambda: shipper.position == 1, timeout=1)  # not the 60 s interval
+
+    assert sink.delivered == names
 
 
 async def test_records_written_while_shipping_are_taken_from_the_ledger() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from kubeledger.core import chain, model
 from kubeledger.kube import errors
-from kubeledger.recording.ledger import Ledger, NotWriterError, missing_in_flight
+from kubeledger.recording.ledger import Ledger, NotWriterError
 from unit import records
 from unit.fake_kube import FakeKube
 
@@ -213,14 +213,3 @@ def test_a_gap_nobody_declared_is_still_a_finding() -> None:
     verdict = chain.verify([("record-1", sealed_1.wire()), ("record-3", sealed_3.wire())])
 
     assert [finding.problem for finding in verdict.findings] == ["record 2 is missing (removed)"]
-
-
-def test_a_new_writer_names_only_what_could_have_been_in_flight() -> None:
-    specs = []
-    head = chain.Head()
-    for n in range(1, 41):
-        sealed, head = chain.seal(spec(n), head)
-        if n not in (5, 33, 38):  # 5 removed long ago; 33 and 38 in flight at the crash
-            specs.append(sealed.wire())
-
-    assert missing_in_flight(specs, head, window=16) == {33, 38}

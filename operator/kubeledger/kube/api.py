@@ -12,7 +12,7 @@ resource is no error) are functions here, over the protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from kubeledger.core.kinds import Resource
@@ -20,6 +20,8 @@ from kubeledger.kube import errors
 
 T = TypeVar("T")
 Object = dict[str, Any]
+# One chunk of a listing (named: inside the protocol, ``list`` is its method).
+Page = list[Object]
 
 
 class Kubernetes(Protocol):
@@ -36,6 +38,15 @@ class Kubernetes(Protocol):
 
         Only what ``keep`` returns is held: listing every Deployment of a large cluster
         must not hold every Deployment. NotFound when the resource does not exist.
+        """
+        ...
+
+    def pages(self, resource: Resource, *, namespace: str | None = None,
+              label_selector: str | None = None) -> AsyncIterator[Page]:
+        """The objects of ``resource``, one page (a chunk of the listing) at a time.
+
+        For readers that fold what they read: they hold one page, however many objects
+        there are (50,000 records at start-up). NotFound when the resource does not exist.
         """
         ...
 

@@ -1,18 +1,23 @@
 """The Kubernetes edge: ``kube.api.Kubernetes`` implemented with the official client.
 
 The only module that imports the client library. Its calls block, so each runs in a
-worker thread (``asyncio.to_thread``): a blocking call inside an async handler would
-stall every other handler. Every call carries a timeout (``api_timeout_seconds``): a
-thread cannot be cancelled, and one connection that never answers must not hold up
-recording for good. The client's own retries are off: ``backoff.retrying`` is the one
-retry loop, and it sees each failure as one of the errors of ``kube.errors``.
+worker thread of the client's own pool: a blocking call inside an async handler would
+stall every other handler. The pool and the connection pool are sized for
+``CONCURRENT_CALLS``; asyncio's default executor (``os.cpu_count() + 4`` threads, six on
+two cores) would cap the ledger's write window far below its size. Every call carries a
+timeout (``api_timeout_seconds``): a thread cannot be cancelled, and one connection that
+never answers must not hold up recording for good. The client's own retries are off:
+``backoff.retrying`` is the one retry loop, and it sees each failure as one of the errors
+of ``kube.errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import urllib3.exceptions
@@ -21,9 +26,12 @@ from kubernetes.client.exceptions import ApiException
 
 from kubeledger.core.kinds import Resource
 from kubeledger.kube import errors
-from kubeledger.kube.api import Object
+from kubeledger.kube.api import Object, Page
 
 PAGE_SIZE = 500
+# Calls in flight at once: the ledger's write window (16 by default), the shippers'
+# position, the Lease, the peer and deletion listings, with room to spare.
+CONCURRENT_CALLS = 32
 T = TypeVar("T")
 UNAVAILABLE_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
 
@@ -41,6 +49,8 @@ def load_client() -> client.ApiClient:
 def api_client(configuration: client.Configuration) -> client.ApiClient:
     """A client without urllib3's retries: a failure surfaces at once, to our backoff."""
     configuration.retries = False
+    # One connection per call in flight: past its size, urllib3 opens and drops extras.
+    configuration.connection_pool_maxsize = CONCURRENT_CALLS
     return client.ApiClient(configuration)
 
 
@@ -51,6 +61,7 @@ class KubeClient:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._timeout = timeout_seconds
+        self._threads = ThreadPoolExecutor(CONCURRENT_CALLS, thread_name_prefix="kube")
 
     async def get(self, resource: Resource, name: str, *,
                   namespace: str | None = None) -> Object:
@@ -62,7 +73,12 @@ class KubeClient:
 
     async def list(self, resource: Resource, keep: Callable[[Object], T], *,
                    namespace: str | None = None, label_selector: str | None = None) -> list[T]:
-        items: list[T] = []
+        return [keep(item) async for page in self.pages(
+                    resource, namespace=namespace, label_selector=label_selector)
+                for item in page]
+
+    async def pages(self, resource: Resource, *, namespace: str | None = None,
+                    label_selector: str | None = None) -> AsyncIterator[Page]:
         token: str | None = None
         if namespace is None:
             list_page: Callable[..., object] = self._custom.list_cluster_custom_object
@@ -74,10 +90,10 @@ class KubeClient:
             paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
             page = await self._call(list_page, resource.group, resource.version, *scope,
                                     resource.plural, **selected, **paging)
-            items.extend(keep(item) for item in page.get("items", []))
+            yield page.get("items", [])
             token = page.get("metadata", {}).get("continue")
             if not token:
-                return items
+                return
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         if resource.namespaced:
@@ -121,8 +137,9 @@ class KubeClient:
     async def _run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Runs one blocking client call in a thread, bounded by the timeout."""
         try:
-            return await asyncio.to_thread(function, *args, _request_timeout=self._timeout,
-                                           **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, functools.partial(function, *args,
+                                                 _request_timeout=self._timeout, **kwargs))
         except ApiException as error:
             raise _from_status(error) from error
         except urllib3.exceptions.HTTPError as error:

@@ -15,7 +15,7 @@ already recorded after later records were sealed, a writer stopped with writes i
 flight. Its sequence number then stays empty, and the chain says so: the next record
 sealed lists it in ``chain.lost``, so ``verify`` accepts that gap and no other. A writer
 that took over lists the sequence numbers missing among the last ``window`` it found
-(``missing_in_flight``): only those could have been in flight when its predecessor
+(``history.History.missing_in_flight``): only those could have been in flight when its predecessor
 stopped; a record removed from further back stays a finding.
 
 Only the leader writes (``leadership``): every attempt first asks the fence, and a
@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubeledger import backoff, metrics
@@ -152,31 +152,3 @@ class Ledger:
             spec: dict[str, Any] = existing["spec"]
             return spec
         return None
-
-
-def missing_in_flight(specs: Iterable[Mapping[str, Any]], head: chain.Head, *,
-                      window: int = DEFAULT_WINDOW, pruned_through: int = 0) -> set[int]:
-    """The sequence numbers a writer that stopped may have left empty, not yet declared.
-
-    Only the last ``window`` below the head can have been in flight when it stopped;
-    retention's removals (through ``pruned_through``) are no loss.
-    """
-    present: set[int] = set()
-    declared: set[int] = set()
-    for spec in specs:
-        link = spec.get("chain") or {}
-        if "sequence" in link:
-            present.add(link["sequence"])
-            declared.update(link.get("lost") or ())
-    candidates = range(max(1, pruned_through + 1, head.sequence - window + 1), head.sequence)
-    return {sequence for sequence in candidates if sequence not in present | declared}
-
-
-def head_of(specs: Iterable[Mapping[str, Any]]) -> chain.Head:
-    """The chain head among existing records: the highest sequence wins."""
-    best = chain.Head()
-    for spec in specs:
-        link = spec.get("chain")
-        if link and link["sequence"] > best.sequence:
-            best = chain.Head(link["sequence"], link["hash"])
-    return best

@@ -1,14 +1,24 @@
 """Turning what the watch sees into records: decide, attribute, append.
 
-What an event means is decided by ``core.decision`` (pure). This module does the rest,
-which takes I/O: it asks the attribution who made the change and which commit it came
-from (a live change may wait a moment for its audit event), hands the record to the
-ledger, and moves the object's baseline once the record is written.
+What an event means is decided by ``core.decision`` (pure), at once and in the object's
+order, and the object's baseline moves there and then: the next event of the object is
+diffed against it. The rest takes I/O and runs in a task of its own per record: asking
+the attribution who made the change and which commit it came from (a live change may
+wait a second or two for its audit event), then handing the record to the ledger. kopf
+hands an object's events over one at a time, so waiting for the audit event inside the
+handler let an object change at most once per audit delay; now those waits overlap.
+An object's records still enter the chain in the order of its changes: each waits for
+the object's previous record to be written first.
+
+A record not yet written when the writer stops (the Lease lost, a crash) is not lost:
+the next writer diffs what it lists against the last record written, and records the
+difference. ``drain`` lets a writer that stops on purpose finish first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -22,12 +32,14 @@ from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
 from kubeledger.core.revisions import Revisions
-from kubeledger.recording.ledger import Ledger
+from kubeledger.recording.ledger import Ledger, NotWriterError
 
 logger = logging.getLogger(__name__)
 
 # Records of what a first install finds, written per second at most.
 DEFAULT_INVENTORY_PER_SECOND = 50.0
+# Records being attributed or written at once: past this, the watch waits (kopf queues).
+MAX_IN_FLIGHT = 2_000
 
 
 class Pace:
@@ -84,10 +96,24 @@ class Recorder:
         # The first run in a cluster (an empty ledger): when it started (see decision).
         self._installed_at = installed_at
         self._inventory_pace = Pace(inventory_per_second)
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # Records being attributed or written, and the newest of each object's.
+        self._writing: set[asyncio.Task[RecordSpec | None]] = set()
+        self._last_of: dict[str, asyncio.Task[RecordSpec | None]] = {}
 
     async def observe(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> RecordSpec | None:
-        """Handles one watch event; returns the record written, if any."""
+        """Handles one watch event and waits for its record, if any (None: no new record)."""
+        writing = await self.take(resource, event_type, body)
+        return None if writing is None else await writing
+
+    async def take(self, resource: Resource, event_type: str | None,
+                   body: Mapping[str, Any]) -> asyncio.Task[RecordSpec | None] | None:
+        """Decides what one watch event means; returns the task writing its record, if any.
+
+        Returns once the next event of the object may be taken: without waiting for the
+        record's attribution or its write.
+        """
         # A listing's events have no type: they count as "None", as kopf names them.
         metrics.WATCH_EVENTS.labels(resource.kind, str(event_type)).inc()
         uid = body["metadata"]["uid"]
@@ -107,29 +133,59 @@ class Recorder:
             case decision.Draft(action=Action.INVENTORIED):
                 # A first install lists everything at once: leave the apiserver to others.
                 await self._inventory_pace()
-                return await self._write(decided, body)
+                return await self._start_writing(decided, body)
             case decision.Draft():
-                return await self._write(decided, body)
+                return await self._start_writing(decided, body)
 
     async def record_unobserved_deletion(self, baseline: Baseline) -> RecordSpec | None:
         """Records an object that vanished while the operator was not watching."""
         draft = decision.unobserved_deletion(baseline, revisions=self._revisions,
                                              role_rules=self._role_rules)
-        return await self._write(draft, None)
+        return await (await self._start_writing(draft, None))
 
-    async def _write(self, draft: decision.Draft,
-                     body: Mapping[str, Any] | None) -> RecordSpec | None:
+    async def drain(self, timeout: float) -> None:
+        """Waits up to ``timeout`` seconds for the records being written."""
+        if self._writing:
+            logger.info("finishing %d records before stopping", len(self._writing))
+            await asyncio.wait(self._writing, timeout=timeout)
+
+    async def _start_writing(self, draft: decision.Draft, body: Mapping[str, Any] | None
+                             ) -> asyncio.Task[RecordSpec | None]:
+        await self._in_flight.acquire()
+        uid = draft.subject.uid
+        if draft.encoded is None:
+            self._baselines.forget(uid)
+        else:
+            self._baselines.remember_encoded(draft.subject, draft.encoded)
+        writing = asyncio.create_task(self._write(draft, body, after=self._last_of.get(uid)),
+                                      name=f"record {draft.name}")
+        self._last_of[uid] = writing
+        self._writing.add(writing)
+        writing.add_done_callback(functools.partial(self._written, uid))
+        return writing
+
+    def _written(self, uid: str, writing: asyncio.Task[RecordSpec | None]) -> None:
+        self._in_flight.release()
+        self._writing.discard(writing)
+        if self._last_of.get(uid) is writing:
+            del self._last_of[uid]
+        if not writing.cancelled() and (error := writing.exception()) is not None:
+            # Nobody else may be waiting for this task: say it here.
+            logger.error("%s failed: %s", writing.get_name(), error,
+                         exc_info=None if isinstance(error, NotWriterError) else error)
+
+    async def _write(self, draft: decision.Draft, body: Mapping[str, Any] | None, *,
+                     after: asyncio.Task[RecordSpec | None] | None) -> RecordSpec | None:
         initiator, commit = await self._attribute(draft.subject, body, deleted=draft.deleted,
                                                   wait_for_audit=draft.awaits_audit_event)
+        if after is not None:
+            # The object's previous record goes into the chain first (whatever became of it).
+            await asyncio.wait([after])
         spec = draft.record(cluster=self._cluster, observed_at=datetime.now(UTC),
                             initiator=initiator, commit=commit)
         written = await self._ledger.append(draft.name, spec)
         if written is not None:  # None: recorded before (a re-list, a restart), not new
             _count(written)
-        if draft.encoded is None:
-            self._baselines.forget(draft.subject.uid)
-        else:
-            self._baselines.remember_encoded(draft.subject, draft.encoded)
         return written
 
     def _role_rules(self, kind: str, namespace: str, name: str) -> list[Mapping[str, Any]] | None:

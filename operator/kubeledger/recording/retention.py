@@ -15,13 +15,14 @@ import contextlib
 import functools
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeledger import backoff
 from kubeledger.core import kinds
 from kubeledger.kube import errors
-from kubeledger.kube.api import Kubernetes, list_all
+from kubeledger.kube.api import Kubernetes
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,26 @@ WATERMARK_CONFIG_MAP = "kubeledger-retention"
 WATERMARK_KEY = "prunedThrough"
 
 
-def expired(records: list[Mapping[str, Any]], *, now: datetime, retention: timedelta,
+@dataclass(frozen=True)
+class Held:
+    """What the rule needs of one record: listing 50,000 records holds only this."""
+
+    name: str
+    uid: str
+    sequence: int
+    observed_at: str
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Held | None:
+        """None for a record outside the chain (none is written so; it is left alone)."""
+        spec = record["spec"]
+        if "chain" not in spec:
+            return None
+        return cls(record["metadata"]["name"], spec["subject"]["uid"],
+                   spec["chain"]["sequence"], spec["observedAt"])
+
+
+def expired(records: list[Held], *, now: datetime, retention: timedelta,
             delivered_up_to: int) -> list[tuple[str, int]]:
     """``(name, sequence)`` of the records that may go (pure: the rule above, nothing else).
 
@@ -38,19 +58,12 @@ def expired(records: list[Mapping[str, Any]], *, now: datetime, retention: timed
     """
     latest: dict[str, int] = {}
     for record in records:
-        spec = record["spec"]
-        uid, sequence = spec["subject"]["uid"], spec["chain"]["sequence"]
-        latest[uid] = max(latest.get(uid, 0), sequence)
+        latest[record.uid] = max(latest.get(record.uid, 0), record.sequence)
     cutoff = now - retention
-    chosen = []
-    for record in records:
-        spec = record["spec"]
-        sequence = spec["chain"]["sequence"]
-        if (datetime.fromisoformat(spec["observedAt"]) < cutoff
-                and sequence <= delivered_up_to
-                and latest[spec["subject"]["uid"]] != sequence):
-            chosen.append((record["metadata"]["name"], sequence))
-    return chosen
+    return [(record.name, record.sequence) for record in records
+            if datetime.fromisoformat(record.observed_at) < cutoff
+            and record.sequence <= delivered_up_to
+            and latest[record.uid] != record.sequence]
 
 
 async def pruned_through(api: Kubernetes, namespace: str) -> int:
@@ -69,9 +82,9 @@ async def prune(api: Kubernetes, namespace: str, *, retention: timedelta,
     The watermark is raised before anything is deleted, so a crash half-way leaves only
     gaps ``kubeledger verify`` knows to expect.
     """
-    records = await backoff.retrying(lambda: list_all(api, kinds.RECORDS),
-                                     what="list records", retry_on=errors.WORTH_WAITING_FOR)
-    chosen = expired([r for r in records or [] if "chain" in r["spec"]],
+    held = await backoff.retrying(lambda: api.list(kinds.RECORDS, Held.of),
+                                  what="list records", retry_on=errors.WORTH_WAITING_FOR)
+    chosen = expired([record for record in held if record is not None],
                      now=datetime.now(UTC), retention=retention,
                      delivered_up_to=delivered_up_to)
     if not chosen:

@@ -3,9 +3,12 @@
 The AuditRecord is written first; shipping follows. The shipper first sets its sink up
 (``Sink.prepare``: a failure there is reported as a setup problem and retried), then
 keeps one number per sink, the delivery position: every record up to that chain
-sequence has been delivered. It is stored in a ConfigMap once per batch (not once per
-record), so a restart resumes from it and re-sends at most one batch, which the sink's
-create-only writes absorb without duplicates. A sink that fails is retried with backoff
+sequence has been delivered. Records are delivered as soon as they are written: what
+arrives while one delivery travels goes in the next, so a burst makes large batches and
+a quiet minute no waiting. The position is stored in a ConfigMap at most once per flush
+interval and whenever delivery catches up, so a restart resumes from it and re-sends at
+most that interval's records, which the sink's create-only writes absorb without
+duplicates. A sink that fails is retried with backoff
 for as long as it takes; the error is logged once when it starts and once when it ends
 (``backoff.Outage``), not on every attempt.
 """
@@ -16,12 +19,15 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections.abc import Mapping
+from typing import Any
 
 from kubeledger import backoff, metrics, sinks
 from kubeledger.core import kinds
 from kubeledger.core.model import RecordSpec
 from kubeledger.kube import errors
-from kubeledger.kube.api import Kubernetes, list_all
+from kubeledger.kube.api import Kubernetes
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +80,7 @@ class Shipper:
         # is the stored one, not the 0 it starts at.
         self._newest = 0
         self._position_loaded = False
+        self._save_due = 0.0  # monotonic time after which a delivery stores the position
 
     def offer(self, name: str, spec: RecordSpec) -> None:
         """Takes a record the ledger has just written (never blocks)."""
@@ -86,8 +93,7 @@ class Shipper:
             self._reload = True
         else:
             self._pending[spec.chain.sequence] = (name, spec)
-        if len(self._pending) >= self._batch_size:
-            self._wake.set()
+        self._wake.set()
 
     async def run(self) -> None:
         """Sets the sink up, then ships forever; cancel to stop."""
@@ -110,6 +116,7 @@ class Shipper:
                 await self._reload_from_cluster()
             batch = self._next_batch()
             if not batch:
+                await self._save(positions)
                 await self._sleep(self._flush_interval)
                 continue
             # The same batch until it lands; the backoff, not new records, paces the
@@ -120,8 +127,15 @@ class Shipper:
                 self.position += 1
                 self._pending.pop(self.position, None)
             self._report_backlog()
+            if time.monotonic() >= self._save_due:
+                await self._save(positions)
+
+    async def _save(self, positions: dict[str, int]) -> None:
+        """Stores the position if it moved since it was last stored."""
+        if positions.get(self._sink.name, 0) != self.position:
             positions[self._sink.name] = self.position
             await self._store.save(positions)
+        self._save_due = time.monotonic() + self._flush_interval
 
     async def _deliver(self, batch: list[tuple[str, RecordSpec]]) -> None:
         """One attempt at delivering ``batch``, counted whichever way it goes."""
@@ -144,17 +158,29 @@ class Shipper:
         return batch
 
     async def _reload_from_cluster(self) -> None:
-        items = await backoff.retrying(lambda: list_all(self._api, kinds.RECORDS),
-                                       what="read undelivered records",
-                                       retry_on=errors.WORTH_WAITING_FOR)
-        for item in items or []:
-            spec = RecordSpec.model_validate(item["spec"])
-            if spec.chain is not None and spec.chain.sequence > self.position:
-                self._pending[spec.chain.sequence] = (item["metadata"]["name"], spec)
-                self._newest = max(self._newest, spec.chain.sequence)
+        await backoff.retrying(self._read_undelivered, what="read undelivered records",
+                               retry_on=errors.WORTH_WAITING_FOR)
         self._reload = False
         self._skip_missing()
         self._report_backlog()
+
+    async def _read_undelivered(self) -> None:
+        """Takes the records after the position from the cluster, a page at a time.
+
+        Only those are decoded and held: after a restart that is a batch or two, not
+        the whole outbox.
+        """
+        with contextlib.suppress(errors.NotFound):  # no CRD: no records to read
+            async for page in self._api.pages(kinds.RECORDS):
+                for item in page:
+                    self._take_if_undelivered(item)
+
+    def _take_if_undelivered(self, item: Mapping[str, Any]) -> None:
+        sequence = (item["spec"].get("chain") or {}).get("sequence", 0)
+        if sequence > self.position and sequence not in self._pending:
+            spec = RecordSpec.model_validate(item["spec"])
+            self._pending[sequence] = (item["metadata"]["name"], spec)
+            self._newest = max(self._newest, sequence)
 
     def _skip_missing(self) -> None:
         """Steps over sequence numbers absent from the cluster itself, saying so.
