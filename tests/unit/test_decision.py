@@ -161,7 +161,38 @@ def test_status_churn_is_unchanged() -> None:
     new = later(web())
     new["status"]["conditions"][0]["lastUpdateTime"] = "2025-11-20T10:00:00Z"
 
-    assert decide(web(), new) == decision.Unchanged()
+    assert isinstance(decide(web(), new), decision.Unchanged)
+
+
+def seen_live(body: Body) -> Baseline:
+    """The baseline after a watch event showed ``body``: it carries the fingerprint."""
+    found = baseline_of(kinds.DEPLOYMENTS, body)
+    churn = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", body, baseline=found,
+                            redactor=REDACTOR, revisions=Revisions())
+    assert isinstance(churn, decision.Unchanged)
+    found.fingerprint = churn.fingerprint
+    return found
+
+
+def test_churn_after_a_live_event_is_told_by_the_fingerprint_alone() -> None:
+    baseline = seen_live(web())
+    baseline.encoded = b"{}"  # were the redacted projection compared, this would differ
+
+    churn = later(web())
+    churn["status"]["conditions"][0]["lastUpdateTime"] = "2025-11-20T10:00:00Z"
+    result = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", churn, baseline=baseline,
+                             redactor=REDACTOR, revisions=Revisions())
+
+    assert result == decision.Unchanged(baseline.fingerprint or b"")
+
+
+def test_a_change_after_a_live_event_is_still_a_record() -> None:
+    baseline = seen_live(web(OLD_IMAGE))
+
+    result = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", later(web(NEW_IMAGE)),
+                             baseline=baseline, redactor=REDACTOR, revisions=Revisions())
+
+    assert isinstance(result, decision.Draft) and result.fingerprint != baseline.fingerprint
 
 
 def test_a_change_no_record_describes_moves_the_baseline_only() -> None:

@@ -27,6 +27,9 @@ class Baseline:
 
     subject: Subject
     encoded: bytes  # canonical JSON of the redacted projection
+    # ``Redactor.fingerprint`` of the projection before redaction, once seen by a watch
+    # (a record holds only the redacted one): an event with the same is unchanged.
+    fingerprint: bytes | None = None
     # When this entry was last confirmed, on the monotonic clock: lets the deletion
     # reconciler ignore objects it cannot have seen in a listing started earlier.
     seen_at: float = field(default_factory=time.monotonic)
@@ -55,19 +58,21 @@ class Baselines:
     def remember(self, subject: Subject, snapshot: Mapping[str, Any]) -> None:
         self.remember_encoded(subject, encode(snapshot))
 
-    def remember_encoded(self, subject: Subject, encoded: bytes) -> None:
-        self._by_uid[subject.uid] = Baseline(subject, encoded)
+    def remember_encoded(self, subject: Subject, encoded: bytes,
+                         fingerprint: bytes | None = None) -> None:
+        self._by_uid[subject.uid] = Baseline(subject, encoded, fingerprint)
         self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
 
     def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
         uid = self._uid_by_name.get((kind, namespace, name))
         return self._by_uid.get(uid) if uid else None
 
-    def touch(self, uid: str) -> None:
-        """Marks an unchanged object as seen now."""
+    def touch(self, uid: str, fingerprint: bytes | None = None) -> None:
+        """Marks an unchanged object as seen now (and its projection's fingerprint)."""
         baseline = self._by_uid.get(uid)
         if baseline is not None:
             baseline.seen_at = time.monotonic()
+            baseline.fingerprint = fingerprint or baseline.fingerprint
 
     def forget(self, uid: str) -> None:
         baseline = self._by_uid.pop(uid, None)

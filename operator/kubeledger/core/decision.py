@@ -48,6 +48,8 @@ ROLLOUT_STATE_PREFIX = "rollout."
 class Unchanged:
     """Nothing worth a record changed: the baseline is confirmed as seen now."""
 
+    fingerprint: bytes  # of the projection seen (``Baseline.fingerprint``)
+
 
 @dataclass(frozen=True)
 class Rebaseline:
@@ -58,6 +60,7 @@ class Rebaseline:
 
     subject: Subject
     encoded: bytes
+    fingerprint: bytes
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Draft:
     # The object's baseline once the record is written (``snapshot`` encoded); None
     # after a deletion, when the object is forgotten.
     encoded: bytes | None = None
+    fingerprint: bytes | None = None  # of the projection before redaction
 
     @property
     def live(self) -> bool:
@@ -137,10 +141,14 @@ def decide(
         last_known = baseline.snapshot if baseline else redactor.redact(projection.project(body))
         return _deletion(subject, last_known, Observation.LIVE,
                          _context(subject, revisions, role_rules, live=True))
-    new = redactor.redact(projection.project(body))
+    projected = projection.project(body)
+    fingerprint = redactor.fingerprint(encode(projected))
+    if baseline is not None and baseline.fingerprint == fingerprint:
+        return Unchanged(fingerprint)  # the common case (status churn), without redacting
+    new = redactor.redact(projected)
     encoded = encode(new)
     if baseline is not None and baseline.encoded == encoded:
-        return Unchanged()
+        return Unchanged(fingerprint)
     old = baseline.snapshot if baseline else None
     # Seen live only when the watch delivered the change itself; a listing shows the
     # result of changes made while nobody watched.
@@ -148,7 +156,7 @@ def decide(
     verdict = classify.classify(subject.kind, old, new,
                                 _context(subject, revisions, role_rules, live=live))
     if verdict is None:
-        return Rebaseline(subject, encoded)
+        return Rebaseline(subject, encoded, fingerprint)
     action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
     created = _created_before(body, installed_at) if old is None and not live else None
     if created is not None:
@@ -163,7 +171,7 @@ def decide(
         name=record_name(subject), subject=subject, action=action, severity=severity,
         observation=Observation.LIVE if live else Observation.AFTER_THE_FACT,
         reasons=tuple(reasons), changes=tuple(changes), changes_truncated=truncated,
-        snapshot=new, encoded=encoded,
+        snapshot=new, encoded=encoded, fingerprint=fingerprint,
     )
 
 

@@ -122,12 +122,12 @@ class Recorder:
             redactor=self._redactor, revisions=self._revisions, role_rules=self._role_rules,
             max_changes=self._max_changes, installed_at=self._installed_at)
         match decided:
-            case decision.Unchanged():
-                self._baselines.touch(uid)
+            case decision.Unchanged(fingerprint=fingerprint):
+                self._baselines.touch(uid, fingerprint)
                 metrics.CHANGES_SKIPPED.labels(resource.kind, "unchanged").inc()
                 return None
-            case decision.Rebaseline(subject=subject, encoded=encoded):
-                self._baselines.remember_encoded(subject, encoded)
+            case decision.Rebaseline(subject=subject, encoded=encoded, fingerprint=fingerprint):
+                self._baselines.remember_encoded(subject, encoded, fingerprint)
                 metrics.CHANGES_SKIPPED.labels(resource.kind, "rebaseline").inc()
                 return None
             case decision.Draft(action=Action.INVENTORIED):
@@ -156,7 +156,7 @@ class Recorder:
         if draft.encoded is None:
             self._baselines.forget(uid)
         else:
-            self._baselines.remember_encoded(draft.subject, draft.encoded)
+            self._baselines.remember_encoded(draft.subject, draft.encoded, draft.fingerprint)
         writing = asyncio.create_task(self._write(draft, body, after=self._last_of.get(uid)),
                                       name=f"record {draft.name}")
         self._last_of[uid] = writing
