@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 CRD_CHECK_SECONDS = 5.0
 DRAIN_SECONDS = 3.0
+# The Lease's own client: one renewal at a time, and a spare.
+LEASE_CONCURRENT_CALLS = 2
 
 
 def holder_identity(pod_name: str | None) -> str:
@@ -85,8 +87,12 @@ class Replica:
     @classmethod
     async def start(cls, settings: Settings, endpoints: Endpoints) -> Replica:
         api = KubeClient(load_client(), timeout_seconds=settings.api_timeout_seconds)
+        # The Lease has a client of its own (threads and connections), as client-go's
+        # leader election does: a renewal must not queue behind a burst of record writes.
+        lease_api = KubeClient(load_client(concurrent_calls=LEASE_CONCURRENT_CALLS),
+                               timeout_seconds=settings.api_timeout_seconds)
         election = Election(
-            api, namespace=settings.namespace, name=settings.lease_name,
+            lease_api, namespace=settings.namespace, name=settings.lease_name,
             identity=holder_identity(settings.pod_name),
             timing=Timing(settings.lease_duration_seconds,
                           settings.lease_renew_deadline_seconds,

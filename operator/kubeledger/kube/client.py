@@ -36,21 +36,24 @@ T = TypeVar("T")
 UNAVAILABLE_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
 
 
-def load_client() -> client.ApiClient:
+def load_client(*, concurrent_calls: int = CONCURRENT_CALLS) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (``KUBECONFIG``)."""
     # The client's config loaders carry no type annotations.
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return api_client(client.Configuration.get_default_copy())
+    return api_client(client.Configuration.get_default_copy(),
+                      concurrent_calls=concurrent_calls)
 
 
-def api_client(configuration: client.Configuration) -> client.ApiClient:
-    """A client without urllib3's retries: a failure surfaces at once, to our backoff."""
+def api_client(configuration: client.Configuration, *,
+               concurrent_calls: int = CONCURRENT_CALLS) -> client.ApiClient:
+    """A client without urllib3's retries (a failure surfaces at once, to our backoff),
+    with a connection for each of ``concurrent_calls`` (past its size, urllib3 opens and
+    drops extra ones)."""
     configuration.retries = False
-    # One connection per call in flight: past its size, urllib3 opens and drops extras.
-    configuration.connection_pool_maxsize = CONCURRENT_CALLS
+    configuration.connection_pool_maxsize = concurrent_calls
     return client.ApiClient(configuration)
 
 
@@ -61,7 +64,9 @@ class KubeClient:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._timeout = timeout_seconds
-        self._threads = ThreadPoolExecutor(CONCURRENT_CALLS, thread_name_prefix="kube")
+        # A thread for each connection of the client's pool.
+        self._threads = ThreadPoolExecutor(api_client.configuration.connection_pool_maxsize,
+                                           thread_name_prefix="kube")
 
     async def get(self, resource: Resource, name: str, *,
                   namespace: str | None = None) -> Object:
