@@ -57,9 +57,9 @@ test: stack-install lint ## Everything CI runs: install, lint, unit, end-to-end 
 	$(VENV)/bin/pytest tests
 
 .PHONY: bench
-bench: venv ## Print figures: the hot paths, then the pace through a burst on a stack (.bench)
+bench: venv ## Print figures: the hot paths, then pace, memory, start-up and catch-up on a stack (.bench; ~20 min)
 	PYTHONPATH=tests $(PY) -m bench.hot_paths
-	PYTHONPATH=tests $(PY) -m bench.burst
+	PYTHONPATH=tests $(PY) -m bench.stack_run
 
 .PHONY: dev-up
 dev-up: stack-install ## Start the cluster, Elasticsearch and the operator in .dev/ (DEV_OPERATOR=cluster|host)

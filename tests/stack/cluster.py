@@ -77,6 +77,9 @@ CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sche
 # The apiserver's graceful shutdown waits on the audit webhook's retries (10 s backoff
 # and more) when nothing receives: state lives in etcd, so it gets a short grace only.
 APISERVER_STOP_GRACE_SECONDS = 3.0
+# The apiserver sends audit events in batches, at the latest this long after the first
+# (its default is 30 s): a second keeps identities prompt. A live record waits for them.
+AUDIT_BATCH_MAX_WAIT_SECONDS = 1
 PORT_NAMES = (
     "etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler",
     "elasticsearch", "elasticsearch_transport", "webhook", "audit",
@@ -490,8 +493,7 @@ class Stack:
             f"--audit-policy-file={config / 'audit-policy.yaml'}",
             f"--audit-webhook-config-file={config / 'audit-webhook.kubeconfig'}",
             "--audit-webhook-mode=batch",
-            # The default batch wait is 30 s; a second keeps identities prompt.
-            "--audit-webhook-batch-max-wait=1s",
+            f"--audit-webhook-batch-max-wait={AUDIT_BATCH_MAX_WAIT_SECONDS}s",
             f"--cert-dir={config / 'certs'}",
         ])
         context = ssl.create_default_context(cafile=str(stack_pki.ca_cert))
