@@ -78,6 +78,7 @@ def report(*, burst: Figures, steady: Figures, steady_audit_wait: Figures, fill:
         "burst_p99_change_to_record_ms": burst["p99_record_ms"],
         "burst_p50_change_to_es_ms": burst["p50_es_ms"],
         "burst_p99_change_to_es_ms": burst["p99_es_ms"],
+        "burst_operator_cpu_share": burst.get("operator_cpu_share"),
         "rss_mib_10k": settled["rss_mib"],
         "peak_rss_mib": settled["peak_rss_mib"],
         "startup_10k_s": startup["startup_s"],

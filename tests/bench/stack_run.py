@@ -21,11 +21,12 @@ and one growing ledger:
    ``p50_change_to_record_ms`` and co.; the audit-wait ones carry ``_audit_wait``).
 5. **catch-up**: stop, ``BENCH_CATCHUP`` (1,000) changes, start (default settings).
 
-The defaults are the issue's scale (about 20 minutes on two cores); the environment
-variables above, with ``BENCH_BURST_CHANGES`` and ``BENCH_STEADY_SECONDS``, make a
-smaller run, e.g. ``BENCH_OBJECTS=600 BENCH_RECORDS=3000 BENCH_CATCHUP=100``. The keys
-keep their ``_10k``/``_1k`` names whatever the scale; ``objects`` and
-``records_retained`` in the JSON line say which it was. Long phases print progress.
+The defaults are the issue's scale (over an hour on two cores: each start lists every
+object); the environment variables above, with ``BENCH_BURST_CHANGES`` and
+``BENCH_STEADY_SECONDS``, make a smaller run, e.g. ``BENCH_OBJECTS=600
+BENCH_RECORDS=3000 BENCH_CATCHUP=100``. The keys keep their ``_10k``/``_1k`` names
+whatever the scale; ``objects`` and ``records_retained`` in the JSON line say which it
+was. Long phases print progress.
 
 The operator runs with its own lease timing, not the stack's short test one (see
 ``bench.scale.LEASE_ENV``). The steady phases ask for ``STEADY_RATE`` (100) changes a
@@ -48,16 +49,19 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
 from kubernetes import client
 
-from bench import scale
+from bench import profile, scale
 from bench.burst import DEPLOYMENTS, PacePhases
 from bench.pace import NAMESPACE, Arrivals, RawWatch, Writers, api_for, still_fine, stop_all
 from bench.report import report
 from integration.kubectl import Kubectl
+from integration.operator import NAME as OPERATOR_PROCESS
 from integration.operator import Operator
 from kubeledger.core import model
 from kubeledger.kube import crd
@@ -109,7 +113,7 @@ def main() -> int:
         # nothing left to record (the controller falls behind under load).
         settle = functools.partial(scale.settle_rollouts, arrivals, scale.running(operator))
         settle()
-        burst = phases.burst()
+        burst = profiled(operator, phases.burst)
         settle()
         steady_audit_wait = phases.steady("steady-audit-wait")
         settle()
@@ -130,6 +134,25 @@ def main() -> int:
             operator.stop()
         keep_logs()
         stack.purge()
+
+
+def profiled(operator: Operator, phase: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Runs ``phase`` with py-spy sampling the operator; prints where its time went.
+
+    The share of a core it used (its CPU time over the phase's length) joins the figures:
+    well under 1.0 means it was waiting, not computing. The stacks are kept in ``LOGS``.
+    """
+    pid = operator.processes.running(OPERATOR_PROCESS)
+    assert pid is not None, "the operator is not running"
+    (DIRECTORY / "logs").mkdir(parents=True, exist_ok=True)
+    sampling = profile.Sampling(pid, DIRECTORY / "logs" / "burst-profile.txt")
+    cpu, started = profile.cpu_seconds(pid), time.monotonic()
+    figures = phase()
+    figures["operator_cpu_share"] = (profile.cpu_seconds(pid) - cpu) / (
+        time.monotonic() - started)
+    print(f"operator during the burst: {figures['operator_cpu_share']:.2f} of a core; "
+          f"py-spy:\n{sampling.stop().table()}", flush=True)
+    return figures
 
 
 def keep_logs() -> None:
