@@ -75,6 +75,7 @@ class Election:
         self._observed_at = 0.0
         # Set when leadership ends without ``release`` (a renewal failed, or was lost).
         self.lost = asyncio.Event()
+        self._released = False  # handed back by ``release``: ``keep`` ends quietly
 
     @property
     def leading(self) -> bool:
@@ -109,16 +110,22 @@ class Election:
         """Renews the Lease while leading; returns (with ``lost`` set) when leadership ends."""
         while self.leading:
             await asyncio.sleep(self._timing.retry_period)
+            if self._released:
+                return  # handed over on purpose (a stop): nothing was lost
             try:
                 # A renewal that outlives the authority it would extend is of no use.
                 held = await asyncio.wait_for(self._try_to_hold(),
                                               timeout=max(self.authority_left(), 0.001))
             except (errors.KubeError, TimeoutError) as error:
+                if self._released:
+                    return
                 logger.warning("could not renew the lease (%s); %.1fs of authority left",
                                error, self.authority_left())
                 continue
             if not held:
                 self._authority_until = 0.0  # another replica holds it now
+        if self._released:
+            return
         metrics.LEADER.set(0)
         logger.error("lost the lease %s/%s: stopped writing", self._namespace, self._name)
         self.lost.set()
@@ -129,6 +136,7 @@ class Election:
         Asked of the Lease itself, not of ``leading``: an attempt to take it that was
         cancelled may still have written this replica's name into it.
         """
+        self._released = True
         self._authority_until = 0.0
         metrics.LEADER.set(0)
         try:

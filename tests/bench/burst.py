@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +63,15 @@ class PacePhases:
         print(f"{name}: {count} changes over {len(self.targets)} Deployments "
               + (f"at {rate:g}/s" if rate else "as fast as accepted"), flush=True)
         changes = changes_for(name, self.targets, count)
-        sent = self.writers.send(changes, rate=rate)
-        values = set(sent.answered)
-        wait_recorded(self.arrivals, values, check=self.check)
-        documented = follow_documents(self.arrivals, values, self.elasticsearch,
-                                      check=self.check)
+        # Searched for while the changes are sent and recorded, so that each document's
+        # time is when it became searchable, not when the search began.
+        with ThreadPoolExecutor(1, thread_name_prefix="documents") as searching:
+            documenting = searching.submit(
+                follow_documents, self.arrivals, {change.value for change in changes},
+                self.elasticsearch, check=self.check)
+            sent = self.writers.send(changes, rate=rate)
+            values = set(sent.answered)
+            wait_recorded(self.arrivals, values, check=self.check)
+            documented = documenting.result()
         wait_watched(self.arrivals, values)
         return outcome(changes, sent, self.arrivals, documented)

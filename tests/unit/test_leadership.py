@@ -184,3 +184,17 @@ async def test_an_apiserver_away_at_start_is_waited_out() -> None:
 
     assert await asyncio.wait_for(standby.acquire(), timeout=2) is True
     assert standby.leading
+
+
+async def test_a_lease_handed_back_ends_the_renewals_without_a_loss() -> None:
+    kube = FakeKube()
+    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
+    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    await leader.acquire()
+    renewing = asyncio.create_task(leader.keep())
+
+    await leader.release()
+    await asyncio.wait_for(renewing, timeout=2)
+
+    assert not leader.lost.is_set()  # a stop, not a lost lead: the process exits 0
+    assert lease(kube)["holderIdentity"] == ""
