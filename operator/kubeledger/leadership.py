@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 # Up to this fraction of ``retry_period`` is added to each standby's wait, so standbys
 # that started together do not all ask at the same instant.
 RETRY_JITTER = 0.2
+# Attempts to hand the Lease back on a stop, each after a write conflict (a renewal).
+RELEASE_TRIES = 3
 
 
 class LeaseRefusedError(RuntimeError):
@@ -139,17 +141,29 @@ class Election:
         self._released = True
         self._authority_until = 0.0
         metrics.LEADER.set(0)
-        try:
-            lease = await self._api.get(kinds.LEASES, self._name, namespace=self._namespace)
-            spec = lease.get("spec") or {}
-            if spec.get("holderIdentity") == self.identity:
-                await self._api.replace(kinds.LEASES, self._body(lease, {
-                    **spec, "holderIdentity": "", "leaseDurationSeconds": 1,
-                    "renewTime": _micro_time()}))
-                logger.info("released the lease %s/%s", self._namespace, self._name)
-        except errors.KubeError as error:
-            # Not fatal: a standby takes over once the lease duration has passed.
-            logger.warning("could not release the lease: %s", error)
+        for _ in range(RELEASE_TRIES):
+            try:
+                if await self._hand_back():
+                    return
+            except errors.Conflict:
+                continue  # a renewal still in flight wrote the Lease first: read it again
+            except errors.KubeError as error:
+                # Not fatal: a standby takes over once the lease duration has passed.
+                logger.warning("could not release the lease: %s", error)
+                return
+        logger.warning("could not release the lease: it kept changing while handed back")
+
+    async def _hand_back(self) -> bool:
+        """Empties the Lease's holder if it is still this replica; True when done with it."""
+        lease = await self._api.get(kinds.LEASES, self._name, namespace=self._namespace)
+        spec = lease.get("spec") or {}
+        if spec.get("holderIdentity") != self.identity:
+            return True  # another replica holds it, or nobody: nothing to hand back
+        await self._api.replace(kinds.LEASES, self._body(lease, {
+            **spec, "holderIdentity": "", "leaseDurationSeconds": 1,
+            "renewTime": _micro_time()}))
+        logger.info("released the lease %s/%s", self._namespace, self._name)
+        return True
 
     async def _try_to_hold_at_start(self) -> bool:
         """``_try_to_hold`` for a standby: a refusal stops the start, an outage is waited out."""
@@ -197,6 +211,10 @@ class Election:
                 await self._api.replace(kinds.LEASES, self._body(lease, spec))
         except errors.Conflict:
             return False  # another replica wrote the Lease first
+        if self._released:
+            # A renewal answered after ``release`` began: the Lease is being handed on,
+            # and this replica must not take its authority back.
+            return False
         self._authority_until = started + self._timing.renew_deadline
         metrics.LEASE_TRANSITIONS.set(spec["leaseTransitions"])
         return True

@@ -5,13 +5,29 @@ The stack itself (``stack``, ``kubectl``, ``elasticsearch``) comes from tests/co
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
 from integration.kubectl import Kubectl
 from integration.operator import Operator
 from stack.cluster import Endpoints
+
+# Lines of the operator's log a failing test's report ends with.
+LOG_TAIL_LINES = 80
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                         pytest.TestReport]:
+    """A failing test's report ends with what the operator logged: CI shows nothing else."""
+    report = yield
+    running = getattr(item, "funcargs", {}).get("operator")
+    if report.failed and isinstance(running, Operator) and running.log.exists():
+        tail = running.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append(("operator log (tail)", "\n".join(tail)))
+    return report
 
 
 @pytest.fixture(scope="session")

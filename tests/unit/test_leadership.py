@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -198,3 +200,47 @@ async def test_a_lease_handed_back_ends_the_renewals_without_a_loss() -> None:
 
     assert not leader.lost.is_set()  # a stop, not a lost lead: the process exits 0
     assert lease(kube)["holderIdentity"] == ""
+
+
+class SlowAnswers(FakeKube):
+    """Renewals reach the Lease at once, but their answers wait for ``answer``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def replace(self, resource: kinds.Resource,
+                      body: Mapping[str, Any]) -> dict[str, Any]:
+        written = await super().replace(resource, body)
+        if body["spec"]["holderIdentity"]:
+            await self.answer.wait()
+        return written
+
+
+async def test_a_renewal_answered_after_the_release_gives_no_authority_back() -> None:
+    kube = SlowAnswers()
+    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
+    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    await leader.acquire()
+    renewing = asyncio.create_task(leader.keep())
+    while not kube.calls["replace"]:
+        await asyncio.sleep(0.01)  # the renewal has written the Lease; its answer waits
+
+    await leader.release()
+    kube.answer.set()
+    await asyncio.wait_for(renewing, timeout=2)
+
+    assert lease(kube)["holderIdentity"] == ""
+    assert not leader.leading  # a standby may take the Lease now: this replica must not write
+
+
+async def test_a_release_that_meets_a_renewal_reads_the_lease_again() -> None:
+    kube = FakeKube()
+    leader = election(kube, "pod-a", Clock())
+    await leader.acquire()
+    kube.fail("replace", errors.Conflict("409 the object has been modified", status=409))
+
+    await leader.release()
+
+    assert lease(kube)["holderIdentity"] == ""
+    assert kube.calls["replace"] == 2
