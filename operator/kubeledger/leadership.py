@@ -143,8 +143,8 @@ class Election:
         metrics.LEADER.set(0)
         for _ in range(RELEASE_TRIES):
             try:
-                if await self._hand_back():
-                    return
+                await self._hand_back()
+                return
             except errors.Conflict:
                 continue  # a renewal still in flight wrote the Lease first: read it again
             except errors.KubeError as error:
@@ -153,17 +153,16 @@ class Election:
                 return
         logger.warning("could not release the lease: it kept changing while handed back")
 
-    async def _hand_back(self) -> bool:
-        """Empties the Lease's holder if it is still this replica; True when done with it."""
+    async def _hand_back(self) -> None:
+        """Empties the Lease's holder if it is still this replica (read at its version)."""
         lease = await self._api.get(kinds.LEASES, self._name, namespace=self._namespace)
         spec = lease.get("spec") or {}
         if spec.get("holderIdentity") != self.identity:
-            return True  # another replica holds it, or nobody: nothing to hand back
+            return  # another replica holds it, or nobody: nothing to hand back
         await self._api.replace(kinds.LEASES, self._body(lease, {
             **spec, "holderIdentity": "", "leaseDurationSeconds": 1,
             "renewTime": _micro_time()}))
         logger.info("released the lease %s/%s", self._namespace, self._name)
-        return True
 
     async def _try_to_hold_at_start(self) -> bool:
         """``_try_to_hold`` for a standby: a refusal stops the start, an outage is waited out."""

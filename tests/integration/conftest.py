@@ -18,9 +18,8 @@ LOG_TAIL_LINES = 80
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item,
-                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
-                                                                         pytest.TestReport]:
+def pytest_runtest_makereport(
+        item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failing test's report ends with what the operator logged: CI shows nothing else."""
     report = yield
     running = getattr(item, "funcargs", {}).get("operator")

@@ -32,6 +32,12 @@ def election(kube: FakeKube, identity: str, clock: Clock, timing: Timing = TIMIN
                     clock=clock)
 
 
+def quick_leader(kube: FakeKube) -> Election:
+    """pod-a on a real clock, with timings short enough for renewals to happen in a test."""
+    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
+    return Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+
+
 def lease(kube: FakeKube) -> dict[str, object]:
     spec: dict[str, object] = kube.of(kinds.LEASES)[0]["spec"]
     return spec
@@ -126,8 +132,7 @@ async def test_two_replicas_racing_for_the_lease_give_one_leader() -> None:
 
 async def test_a_leader_that_cannot_renew_loses_the_lead_once_its_deadline_passes() -> None:
     kube = FakeKube()
-    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
-    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    leader = quick_leader(kube)
     await leader.acquire()
     kube.fail("get", errors.Unavailable("apiserver away"), times=1000)
 
@@ -139,8 +144,7 @@ async def test_a_leader_that_cannot_renew_loses_the_lead_once_its_deadline_passe
 
 async def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> None:
     kube = FakeKube()
-    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
-    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    leader = quick_leader(kube)
     await leader.acquire()
     taken = kube.of(kinds.LEASES)[0]
     taken["spec"]["holderIdentity"] = "pod-b"
@@ -190,8 +194,7 @@ async def test_an_apiserver_away_at_start_is_waited_out() -> None:
 
 async def test_a_lease_handed_back_ends_the_renewals_without_a_loss() -> None:
     kube = FakeKube()
-    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
-    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    leader = quick_leader(kube)
     await leader.acquire()
     renewing = asyncio.create_task(leader.keep())
 
@@ -219,8 +222,7 @@ class SlowAnswers(FakeKube):
 
 async def test_a_renewal_answered_after_the_release_gives_no_authority_back() -> None:
     kube = SlowAnswers()
-    quick = Timing(lease_duration=0.6, renew_deadline=0.3, retry_period=0.05)
-    leader = Election(kube, namespace=NAMESPACE, name=NAME, identity="pod-a", timing=quick)
+    leader = quick_leader(kube)
     await leader.acquire()
     renewing = asyncio.create_task(leader.keep())
     while not kube.calls["replace"]:
