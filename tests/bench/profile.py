@@ -16,11 +16,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLES_PER_SECOND = 100
+START_TIMEOUT_SECONDS = 30.0
 # "function (path/to/file.py:123)": the line is dropped, so a function counts once.
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
@@ -80,6 +83,20 @@ class Profile:
 
 class Sampling:
     """A running ``py-spy record`` of one process."""
+
+    @classmethod
+    def from_start(cls, pid_of: Callable[[], int | None], output: Path) -> Sampling:
+        """Samples the process ``pid_of`` names as soon as it names one (within 50 ms).
+
+        For a start-up: the process is started by a call that returns only once it is
+        ready, which is too late to begin sampling.
+        """
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while (pid := pid_of()) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the process to sample never started")
+            time.sleep(0.05)
+        return cls(pid, output)
 
     def __init__(self, pid: int, output: Path) -> None:
         executable = py_spy()

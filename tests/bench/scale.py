@@ -46,6 +46,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from bench import profile
 from bench.pace import (
     DONE_TIMEOUT_SECONDS,
     ENV_NAME,
@@ -434,13 +435,6 @@ def wait_documents(arrivals: Arrivals, elasticsearch: Any, check: Callable[[], N
         time.sleep(1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time process ``pid`` used so far (user and system), from /proc/<pid>/stat."""
-    # "pid (comm) state ...": comm may hold spaces; utime and stime are fields 14 and 15.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_idle(operator: Operator, what: str) -> float:
     """Until the operator uses less than ``IDLE_CPU_SHARE`` of a core over
     ``IDLE_WINDOW_SECONDS``; returns the monotonic time it got there.
@@ -455,9 +449,9 @@ def wait_idle(operator: Operator, what: str) -> float:
         check()
         pid = operator.processes.running(OPERATOR_PROCESS)
         assert pid is not None  # check() said so
-        used = cpu_seconds(pid)
+        used = profile.cpu_seconds(pid)
         time.sleep(IDLE_WINDOW_SECONDS)
-        share = (cpu_seconds(pid) - used) / IDLE_WINDOW_SECONDS
+        share = (profile.cpu_seconds(pid) - used) / IDLE_WINDOW_SECONDS
         if share < IDLE_CPU_SHARE:
             return time.monotonic()
         if time.monotonic() >= next_progress:
@@ -487,8 +481,14 @@ def restart(operator: Operator, arrivals: Arrivals, **env: str) -> dict[str, flo
         records_before, sequence_before = len(arrivals.names), arrivals.highest_sequence
     print(f"restart over {records_before} records", flush=True)
     began = time.monotonic()
-    startup_s = start(operator, **env)
+    with ThreadPoolExecutor(1) as pool:
+        sampling = pool.submit(profile.Sampling.from_start,
+                               lambda: operator.processes.running(OPERATOR_PROCESS),
+                               operator.log.with_name("startup-profile.txt"))
+        startup_s = start(operator, **env)
     settled_s = wait_idle(operator, "after the restart") - began
+    print(f"the restart, until idle: py-spy:\n{sampling.result().stop().table()}",
+          flush=True)
     time.sleep(STARTUP_SETTLE_SECONDS)
     peak = operator_memory(operator).peak_mib
     with arrivals.lock:
