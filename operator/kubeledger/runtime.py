@@ -5,13 +5,15 @@ receivers; this builds what only the leader runs. Start-up order matters for "no
 lost, nothing doubled": the CRD first; then the existing records, which give every
 object's baseline and the head of the hash chain (a new leader continues the chain from
 the records, never from what an earlier leader held); then deletions that happened while
-nobody was writing. Only after that do kopf's watches start delivering events.
+nobody was writing, whose listing also says what kopf's first listing will deliver
+(``first_listing``). Only after that do kopf's watches start delivering events.
 Background work (shipping, the periodic checks) runs under the
 ``supervision.Supervisor``, whose problems make the liveness probe fail."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from kubeledger.core import kinds
 from kubeledger.core.baselines import Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
+from kubeledger.first_listing import FirstListing
 from kubeledger.identity.admission import AdmissionCache
 from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
@@ -49,13 +51,11 @@ class Runtime:
     settings: Settings
     api: Kubernetes
     baselines: Baselines
-    revisions: Revisions
     recorder: Recorder
+    first_listing: FirstListing = field(default_factory=lambda: FirstListing({}))
     shippers: list[Shipper] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
     supervisor: Supervisor = field(default_factory=Supervisor)
-    # Set by the first watch event: from then on, changes are recorded live.
-    ready: bool = False
 
     @property
     def audited(self) -> list[Resource]:
@@ -74,7 +74,6 @@ class Runtime:
         baselines, head = found.baselines(), found.head
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     found.records, len(baselines), head.sequence)
-        revisions = Revisions()
         pruned_through = await backoff.retrying(
             lambda: retention.pruned_through(api, settings.namespace),
             what="read the retention watermark", retry_on=(errors.Unavailable,))
@@ -90,7 +89,7 @@ class Runtime:
             cluster=settings.cluster_name,
             redactor=Redactor(settings.redaction_salt.get_secret_value().encode(),
                               settings.redaction),
-            baselines=baselines, revisions=revisions, ledger=ledger,
+            baselines=baselines, ledger=ledger,
             attribute=Attributor(api, admission=admission, audit=audit,
                                  audit_wait_seconds=settings.audit_wait_seconds,
                                  commit_annotations=settings.commit_annotations),
@@ -100,9 +99,13 @@ class Runtime:
                           else None),
             inventory_per_second=settings.inventory_records_per_second,
         )
-        runtime = cls(settings, api, baselines, revisions, recorder)
+        runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger)
-        await catchup.record_unobserved_deletions(api, recorder, baselines, runtime.audited)
+        listed = await catchup.record_unobserved_deletions(api, recorder, baselines,
+                                                           runtime.audited)
+        runtime.first_listing = FirstListing(listed)
+        runtime.supervisor.spawn("the wait for the first listings",
+                                 functools.partial(runtime.first_listing.run, api))
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
         if runtime.shippers:  # without a sink the cluster holds the only copy: keep it all
             runtime.supervisor.spawn("the removal of expired records",
@@ -123,11 +126,10 @@ class Runtime:
         self.shippers.append(shipper)
         self.supervisor.spawn(f"shipping to {sink.name}", shipper.run)
 
-    def watches_listed(self) -> None:
-        """Called on every watch event; the first one makes the operator ready."""
-        if not self.ready:
-            self.ready = True
-            logger.info("every watch has listed its kind: recording changes live")
+    @property
+    def ready(self) -> bool:
+        """Whether kopf's first listings are over: from then on, changes are recorded live."""
+        return self.first_listing.done
 
     async def stop(self) -> None:
         await self.supervisor.stop()

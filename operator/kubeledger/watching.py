@@ -10,10 +10,8 @@ kopf runs only while this replica leads (``replica``, ``leadership``). When lead
 ends, kopf is stopped and ``run`` returns ``LEADERSHIP_LOST``: the process exits and is
 started again as a standby, with nothing carried over from its time as the writer.
 
-Readiness: every watched kind also has an index handler that keeps nothing. kopf holds
-back all other handlers until every indexed kind has been listed once, so the first
-event any handler sees means every watch is established. A cluster always has
-ClusterRoles, so that first event comes.
+Readiness: every event a handler is given is counted (``first_listing``) until kopf's
+first listing of every audited kind is over.
 """
 
 from __future__ import annotations
@@ -105,31 +103,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             await memo.runtime.stop()
 
     operator_settings = settings
-    audited = kinds.audited(settings.watch_extra_kinds)
-    for resource in audited:
+    for resource in kinds.audited(settings.watch_extra_kinds):
         kopf.on.event(resource.group, resource.version, resource.plural,
                       registry=registry)(_auditing(resource))
-
-    @kopf.on.event(kinds.REPLICA_SETS.group, kinds.REPLICA_SETS.version,
-                   kinds.REPLICA_SETS.plural, registry=registry)
-    async def replica_set(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-        memo.runtime.watches_listed()
-        memo.runtime.revisions.observe(event["type"], event["object"])
-
-    for resource in [*audited, kinds.REPLICA_SETS]:
-        kopf.index(resource.group, resource.version, resource.plural, registry=registry,
-                   id=f"listed_{resource.plural}")(_keep_nothing)
-
-
-def _keep_nothing(**_: Any) -> None:
-    """An index that stores nothing: it only makes kopf wait for the first listing."""
 
 
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-        memo.runtime.watches_listed()
+        body = event["object"]
+        memo.runtime.first_listing.seen(resource, event["type"], body["metadata"]["uid"])
         # Not waiting for the record: the object's next event may be taken meanwhile.
-        await memo.runtime.recorder.take(resource, event["type"], event["object"])
+        await memo.runtime.recorder.take(resource, event["type"], body)
 
     audit.__name__ = f"audit_{resource.plural}"
     return audit

@@ -40,10 +40,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubeledger.core import decision, kinds, projection
-from kubeledger.core.baselines import Baseline, Baselines
+from kubeledger.core import decision, kinds, projection, revisions
+from kubeledger.core.baselines import Baseline, Baselines, encode
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
 from unit import identity_objects, objects
 
 Body = dict[str, Any]
@@ -83,21 +82,21 @@ def main() -> None:
 
 def measure_events(redactor: Redactor, baseline: Body) -> tuple[str, list[Row], float]:
     """The two event paths timed against ``baseline``: what they were, rows, CPU share."""
-    revisions = Revisions()
-    for number, image in enumerate(HISTORY_IMAGES):
-        revisions.observe("ADDED", replica_set(deployment(image), number))
+    history = tuple(revisions.template_fingerprint(snapshot(redactor, deployment(image)))
+                    for image in (*HISTORY_IMAGES, OLD_IMAGE))
     held = Baselines()
-    held.remember(decision.subject_of(kinds.DEPLOYMENTS, deployment(OLD_IMAGE)), baseline)
+    held.remember_encoded(decision.subject_of(kinds.DEPLOYMENTS, deployment(OLD_IMAGE)),
+                          encode(baseline), templates=tuple(filter(None, history)))
     recorded = held.get(UID)  # as loaded from a record: no fingerprint
     assert recorded is not None
     seen = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", deployment(OLD_IMAGE),
-                           baseline=recorded, redactor=redactor, revisions=revisions)
+                           baseline=recorded, redactor=redactor)
     assert isinstance(seen, decision.Unchanged)
     watched = dataclasses.replace(recorded, fingerprint=seen.fingerprint)
 
     def event(body: Body, known: Baseline = watched) -> decision.Decision:
         return decision.decide(kinds.DEPLOYMENTS, "MODIFIED", body, baseline=known,
-                               redactor=redactor, revisions=revisions)
+                               redactor=redactor)
 
     def first_event(body: Body) -> decision.Decision:
         return event(body, recorded)
@@ -326,15 +325,6 @@ def proxy_container() -> Body:
         "volumeMounts": [{"name": "envoy", "mountPath": "/etc/envoy", "readOnly": True}],
     })
     return container
-
-
-def replica_set(owner: Body, number: int) -> Body:
-    """One of ``owner``'s older ReplicaSets, from before the measured change."""
-    return {
-        "metadata": {"uid": f"rs-{number}", "resourceVersion": str(1000 + number),
-                     "ownerReferences": [{"controller": True, "uid": UID}]},
-        "spec": {"template": objects.replica_set_template(owner)},
-    }
 
 
 def fields_v1(value: Any) -> Any:

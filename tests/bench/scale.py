@@ -67,7 +67,7 @@ from integration.manifests import deployment
 from integration.operator import NAME as OPERATOR_PROCESS
 from integration.operator import Operator
 from kubeledger.config import Settings
-from stack.release import RECORDING_LIVE
+from kubeledger.first_listing import RECORDING_LIVE
 
 OBJECTS = int(os.environ.get("BENCH_OBJECTS", "10000"))
 RECORDS = int(os.environ.get("BENCH_RECORDS", "50000"))

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from integration.kubectl import Kubectl, eventually
+from kubeledger.first_listing import RECORDING_LIVE
 from stack.cluster import Endpoints
 from stack.processes import ProcessTable, terminate
 from stack.readiness import http_ok, wait_until
-from stack.release import RECORDING_LIVE
 
 NAME = "operator"
 # How long the operator needs, at most, to record what it was just shown: a live change

@@ -306,7 +306,7 @@ def test_redaction_salt_is_generated(kubectl: Kubectl, release: str) -> None:
 
 # (verb, resource, namespace or None for all namespaces) the operator needs, then must not have.
 READ_RESOURCES = [
-    "deployments.apps", "replicasets.apps",
+    "deployments.apps",
     "roles.rbac.authorization.k8s.io", "clusterroles.rbac.authorization.k8s.io",
     "rolebindings.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io",
 ]
@@ -319,6 +319,7 @@ GRANTED = [
 DENIED = [
     ("get", "secrets", None),
     ("get", "secrets", NAMESPACE),
+    ("list", "replicasets.apps", None),
     ("update", "deployments.apps", None),
     ("patch", "deployments.apps", None),
     ("delete", "deployments.apps", None),

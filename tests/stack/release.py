@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubeledger.first_listing import RECORDING_LIVE
 from stack import helm_tool, operator_image, pki
 from stack.cluster import AuditTarget, Endpoints, Stack
 from stack.shell import say
@@ -49,8 +50,6 @@ ELASTICSEARCH_SECRET = f"{FULLNAME}-elasticsearch"
 READY_TIMEOUT = "180s"
 # A standby waits out a Lease its killed predecessor held (15 s), then loads the records.
 WRITER_TIMEOUT_SECONDS = 120.0
-# What the writer logs once every watch has listed its kind (``runtime.watches_listed``).
-RECORDING_LIVE = "every watch has listed its kind: recording changes live"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ Every builder returns a fresh structure; tests may change it freely.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -152,13 +151,6 @@ def deployment_status(
             progressing,
         ],
     }
-
-
-def replica_set_template(owner: Body, pod_template_hash: str = "5d8f7c9b64") -> Body:
-    """The pod template the Deployment controller copies into a ReplicaSet."""
-    template: Body = copy.deepcopy(owner["spec"]["template"])
-    template["metadata"]["labels"]["pod-template-hash"] = pod_template_hash
-    return template
 
 
 def argo_rollout(

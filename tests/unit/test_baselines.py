@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubeledger.core import model
+from kubeledger.core import model, revisions
 from kubeledger.core.baselines import Baselines, LatestRecords
 from unit import records
 
@@ -128,3 +128,16 @@ def test_touch_marks_the_object_as_seen_now() -> None:
 
     assert baseline.seen_at >= before
     assert len(baselines) == 1
+
+
+def test_the_templates_of_every_record_are_folded_into_the_history_in_sequence_order() -> None:
+    def with_image(sequence: int, image: str) -> dict[str, Any]:
+        spec = recorded(sequence)
+        spec["snapshot"] = {"spec": {"template": {"spec": {"containers": [{"image": image}]}}}}
+        return spec
+
+    specs = [with_image(3, "web:1"), with_image(1, "web:1"), with_image(2, "web:2")]
+    (baseline,) = latest_of(specs).of_kind("apps/v1", "Deployment")
+
+    assert baseline.templates == tuple(
+        revisions.template_fingerprint(spec["snapshot"]) for spec in (specs[2], specs[0]))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubeledger.core import classify, model, projection
+from kubeledger.core import classify, model, projection, revisions
 from kubeledger.core.classify import workloads
 from unit import objects
 
@@ -184,12 +184,11 @@ def test_argo_rollout_degraded_is_a_failure() -> None:
     expect(classified(old, new), Action.ROLLOUT_FAILED, Severity.WARNING)
 
 
-def test_rollout_undo_is_recognised_by_an_older_replica_set_fingerprint() -> None:
+def test_rollout_undo_is_recognised_by_an_earlier_template_fingerprint() -> None:
     previous = web(OLD_IMAGE)
     current = web(NEW_IMAGE)
-    older_replica_set = objects.replica_set_template(previous)
     context = classify.Context(
-        older_revision_fingerprints=frozenset({projection.template_fingerprint(older_replica_set)})
+        older_revision_fingerprints=frozenset({revisions.fingerprint(previous["spec"]["template"])})
     )
 
     result = expect(classified(current, previous, context), Action.ROLLED_BACK, Severity.WARNING)
@@ -201,10 +200,9 @@ def test_rollout_undo_is_recognised_by_an_older_replica_set_fingerprint() -> Non
 
 
 def test_a_template_never_seen_before_is_not_a_rollback() -> None:
-    unrelated = objects.replica_set_template(web("registry.example.com/shop/web:0.9.0"))
+    unrelated = web("registry.example.com/shop/web:0.9.0")["spec"]["template"]
     context = classify.Context(
-        older_revision_fingerprints=frozenset({projection.template_fingerprint(unrelated)})
-    )
+        older_revision_fingerprints=frozenset({revisions.fingerprint(unrelated)}))
 
     expect(
         classified(web(OLD_IMAGE), web(NEW_IMAGE), context), Action.IMAGE_CHANGED, Severity.NOTICE

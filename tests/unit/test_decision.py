@@ -16,7 +16,6 @@ from kubeledger.core import decision, kinds, model, projection
 from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.classify import workloads
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
 from unit import objects, records
 
 Action = model.Action
@@ -54,14 +53,13 @@ def baseline_of(resource: kinds.Resource, body: Mapping[str, Any]) -> Baseline:
 
 def decide(old: Body | None, new: Body, event_type: str | None = "MODIFIED", *,
            resource: kinds.Resource = kinds.DEPLOYMENTS,
-           revisions: Revisions | None = None,
            role_rules: Mapping[tuple[str, str, str], list[Any]] | None = None,
            ) -> decision.Decision:
     rules = role_rules or {}
     return decision.decide(
         resource, event_type, new,
         baseline=baseline_of(resource, old) if old is not None else None,
-        redactor=REDACTOR, revisions=revisions or Revisions(),
+        redactor=REDACTOR,
         role_rules=lambda kind, namespace, name: rules.get((kind, namespace, name)))
 
 
@@ -124,18 +122,55 @@ def test_rollout_restarted() -> None:
             Action.ROLLOUT_RESTARTED, Severity.NOTICE)
 
 
-def test_rolled_back_when_an_older_replica_set_had_the_template() -> None:
-    previous, current = web(OLD_IMAGE), web(NEW_IMAGE)
-    revisions = Revisions()
-    revisions.observe("ADDED", {
-        "metadata": {"uid": "rs-old", "resourceVersion": "47000",
-                     "ownerReferences": [{"controller": True,
-                                          "uid": current["metadata"]["uid"]}]},
-        "spec": {"template": objects.replica_set_template(previous)},
-    })
+def recorded(*bodies: Body) -> Baseline:
+    """The baseline once each of ``bodies`` was recorded in turn, as the recorder keeps it."""
+    baselines = Baselines()
+    for body in bodies:
+        subject = decision.subject_of(kinds.DEPLOYMENTS, body)
+        draft = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", body,
+                                baseline=baselines.get(subject.uid), redactor=REDACTOR)
+        assert isinstance(draft, decision.Draft) and draft.encoded is not None, draft
+        baselines.remember_encoded(subject, draft.encoded, draft.fingerprint, draft.templates)
+    found = baselines.get(decision.subject_of(kinds.DEPLOYMENTS, bodies[-1]).uid)
+    assert found is not None
+    return found
 
-    drafted(decide(current, later(web(OLD_IMAGE)), revisions=revisions), Action.ROLLED_BACK,
-            Severity.WARNING)
+
+def test_rolled_back_when_the_template_is_one_recorded_before() -> None:
+    baseline = recorded(web(OLD_IMAGE), later(web(NEW_IMAGE)))
+
+    result = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", later(web(OLD_IMAGE), 48400),
+                             baseline=baseline, redactor=REDACTOR)
+
+    drafted(result, Action.ROLLED_BACK, Severity.WARNING)
+
+
+def test_a_rollback_to_a_template_with_a_redacted_value_is_recognised() -> None:
+    # A record holds the redacted template: the history is compared redacted on both sides.
+    def with_password(image: str) -> Body:
+        body = web(image)
+        body["spec"]["template"]["spec"]["containers"][0]["env"] = [
+            {"name": "DB_PASSWORD", "value": "hunter2-rollback"}]
+        return body
+
+    baseline = recorded(with_password(OLD_IMAGE), later(with_password(NEW_IMAGE)))
+
+    result = decision.decide(kinds.DEPLOYMENTS, "MODIFIED",
+                             later(with_password(OLD_IMAGE), 48400),
+                             baseline=baseline, redactor=REDACTOR)
+
+    assert b"hunter2-rollback" not in baseline.encoded
+    drafted(result, Action.ROLLED_BACK, Severity.WARNING)
+
+
+def test_a_change_seen_after_the_fact_can_be_a_rollback_too() -> None:
+    baseline = recorded(web(OLD_IMAGE), later(web(NEW_IMAGE)))
+
+    result = decision.decide(kinds.DEPLOYMENTS, None, later(web(OLD_IMAGE), 48400),
+                             baseline=baseline, redactor=REDACTOR)
+
+    draft = drafted(result, Action.CHANGED_WHILE_UNOBSERVED, Severity.WARNING)
+    assert draft.reasons[0] == "seen after the fact; the change looks like rolled-back"
 
 
 @pytest.mark.parametrize(("was", "now", "action"),
@@ -168,7 +203,7 @@ def seen_live(body: Body) -> Baseline:
     """The baseline after a watch event showed ``body``: it carries the fingerprint."""
     found = baseline_of(kinds.DEPLOYMENTS, body)
     churn = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", body, baseline=found,
-                            redactor=REDACTOR, revisions=Revisions())
+                            redactor=REDACTOR)
     assert isinstance(churn, decision.Unchanged)
     found.fingerprint = churn.fingerprint
     return found
@@ -181,7 +216,7 @@ def test_churn_after_a_live_event_is_told_by_the_fingerprint_alone() -> None:
     churn = later(web())
     churn["status"]["conditions"][0]["lastUpdateTime"] = "2025-11-20T10:00:00Z"
     result = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", churn, baseline=baseline,
-                             redactor=REDACTOR, revisions=Revisions())
+                             redactor=REDACTOR)
 
     assert result == decision.Unchanged(baseline.fingerprint or b"")
 
@@ -190,7 +225,7 @@ def test_a_change_after_a_live_event_is_still_a_record() -> None:
     baseline = seen_live(web(OLD_IMAGE))
 
     result = decision.decide(kinds.DEPLOYMENTS, "MODIFIED", later(web(NEW_IMAGE)),
-                             baseline=baseline, redactor=REDACTOR, revisions=Revisions())
+                             baseline=baseline, redactor=REDACTOR)
 
     assert isinstance(result, decision.Draft) and result.fingerprint != baseline.fingerprint
 
@@ -248,8 +283,7 @@ def test_an_object_first_seen_in_a_listing_is_created_after_the_fact() -> None:
 
 
 def test_a_vanished_object_is_deleted_while_unobserved() -> None:
-    draft = decision.unobserved_deletion(baseline_of(kinds.DEPLOYMENTS, web()),
-                                         revisions=Revisions())
+    draft = decision.unobserved_deletion(baseline_of(kinds.DEPLOYMENTS, web()))
 
     assert (draft.action, draft.severity) == (Action.DELETED_WHILE_UNOBSERVED, Severity.WARNING)
     assert draft.deleted and not draft.live
@@ -296,7 +330,7 @@ def test_a_first_install_inventories_what_was_there_and_records_what_came_after(
 
     def listed(body: Body) -> decision.Decision:
         return decision.decide(kinds.DEPLOYMENTS, None, body, baseline=None,
-                               redactor=REDACTOR, revisions=Revisions(),
+                               redactor=REDACTOR,
                                installed_at=installed)
 
     inventoried = drafted(listed(older), Action.INVENTORIED, Severity.INFO)

@@ -20,7 +20,6 @@ from kubeledger import endpoint, metrics
 from kubeledger.core import chain, decision, kinds
 from kubeledger.core.baselines import Baselines
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
 from kubeledger.identity.admission import AdmissionCache
 from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
@@ -70,7 +69,7 @@ def unresolved() -> Delta:
 
 def recorder_over(kube: FakeKube) -> Recorder:
     return Recorder(cluster="prod", redactor=Redactor(b"salt"), baselines=Baselines(),
-                    revisions=Revisions(), ledger=Ledger(kube, chain.Head()))
+                    ledger=Ledger(kube, chain.Head()))
 
 
 def later(body: Body, version: str) -> Body:

@@ -150,25 +150,3 @@ def test_binding_projection_holds_subjects_and_role_ref() -> None:
         "subjects": [objects.user("alice")],
         "roleRef": body["roleRef"],
     }
-
-
-def test_deployment_and_replica_set_templates_of_one_revision_fingerprint_equal() -> None:
-    body = objects.deployment()
-
-    assert projection.template_fingerprint(body["spec"]["template"]) == (
-        projection.template_fingerprint(objects.replica_set_template(body))
-    )
-
-
-def test_template_fingerprint_changes_with_the_template() -> None:
-    older = objects.pod_template([objects.container(image="registry.example.com/web:1.4.1")])
-    newer = objects.pod_template([objects.container(image="registry.example.com/web:1.4.2")])
-
-    assert projection.template_fingerprint(older) != projection.template_fingerprint(newer)
-
-
-def test_template_fingerprint_ignores_key_order() -> None:
-    template = objects.pod_template()
-    reordered = {key: template[key] for key in reversed(list(template))}
-
-    assert projection.template_fingerprint(template) == projection.template_fingerprint(reordered)

@@ -11,7 +11,6 @@ from kubeledger.core import chain, kinds
 from kubeledger.core.baselines import Baselines
 from kubeledger.core.model import Commit, Initiator, InitiatorSource, Subject
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from unit import objects
@@ -42,7 +41,7 @@ def scaled(replicas: int, version: str) -> dict[str, Any]:
 
 def recorder_over(kube: FakeKube, attribute: SlowAudit) -> Recorder:
     return Recorder(cluster="prod", redactor=Redactor(b"salt"), baselines=Baselines(),
-                    revisions=Revisions(), ledger=Ledger(kube, chain.Head()),
+                    ledger=Ledger(kube, chain.Head()),
                     attribute=attribute)
 
 

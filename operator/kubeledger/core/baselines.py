@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeledger.core import revisions
 from kubeledger.core.model import Action, Subject
 
 DELETING_ACTIONS = frozenset({Action.DELETED.value, Action.DELETED_WHILE_UNOBSERVED.value})
@@ -30,6 +31,9 @@ class Baseline:
     # ``Redactor.fingerprint`` of the projection before redaction, once seen by a watch
     # (a record holds only the redacted one): an event with the same is unchanged.
     fingerprint: bytes | None = None
+    # ``revisions.fingerprint`` of the pod templates it was recorded with, oldest first
+    # (the current one last): a change back to an earlier one is a rollback.
+    templates: tuple[bytes, ...] = ()
     # When this entry was last confirmed, on the monotonic clock: lets the deletion
     # reconciler ignore objects it cannot have seen in a listing started earlier.
     seen_at: float = field(default_factory=time.monotonic)
@@ -59,8 +63,9 @@ class Baselines:
         self.remember_encoded(subject, encode(snapshot))
 
     def remember_encoded(self, subject: Subject, encoded: bytes,
-                         fingerprint: bytes | None = None) -> None:
-        self._by_uid[subject.uid] = Baseline(subject, encoded, fingerprint)
+                         fingerprint: bytes | None = None,
+                         templates: tuple[bytes, ...] = ()) -> None:
+        self._by_uid[subject.uid] = Baseline(subject, encoded, fingerprint, templates)
         self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
 
     def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
@@ -93,17 +98,21 @@ class LatestRecords:
     """The latest record of each object, folded in one record at a time, in any order.
 
     Start-up reads the records a page at a time; only what a baseline needs of the latest
-    record so far is kept (its subject, and its snapshot as encoded bytes), so 50,000
-    records cost what their 10,000 objects' baselines cost.
+    record so far is kept (its subject, and its snapshot as encoded bytes), and of every
+    record the fingerprint of its pod template, so 50,000 records cost about what their
+    10,000 objects' baselines cost.
     """
 
     def __init__(self) -> None:
         # uid -> (order, subject as recorded, encoded snapshot; None: deleted)
         self._latest: dict[str, tuple[tuple[int, str], Mapping[str, Any], bytes | None]] = {}
+        # uid -> {template fingerprint: the order of the latest record showing it}
+        self._templates: dict[str, dict[bytes, tuple[int, str]]] = {}
 
     def add(self, spec: Mapping[str, Any]) -> None:
         uid = spec["subject"]["uid"]
         order = _order(spec)
+        self._add_template(uid, order, spec.get("snapshot"))
         current = self._latest.get(uid)
         if current is not None and current[0] >= order:
             return
@@ -114,10 +123,20 @@ class LatestRecords:
     def baselines(self) -> Baselines:
         """Objects last recorded as deleted drop out."""
         baselines = Baselines()
-        for _, subject, encoded in self._latest.values():
+        for uid, (_, subject, encoded) in self._latest.items():
             if encoded is not None:
-                baselines.remember_encoded(Subject.model_validate(subject), encoded)
+                baselines.remember_encoded(
+                    Subject.model_validate(subject), encoded,
+                    templates=revisions.ordered(self._templates.get(uid, {})))
         return baselines
+
+    def _add_template(self, uid: str, order: tuple[int, str],
+                      snapshot: Mapping[str, Any] | None) -> None:
+        template = None if snapshot is None else revisions.template_fingerprint(snapshot)
+        if template is None:
+            return
+        seen = self._templates.setdefault(uid, {})
+        seen[template] = max(order, seen.get(template, order))
 
 
 def encode(snapshot: Mapping[str, Any]) -> bytes:

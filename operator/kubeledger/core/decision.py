@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubeledger.core import classify, diff, projection
+from kubeledger.core import classify, diff, projection, revisions
 from kubeledger.core.baselines import Baseline, encode
 from kubeledger.core.classify import RoleRulesResolver
 from kubeledger.core.classify.common import rules_unknown
@@ -36,7 +36,6 @@ from kubeledger.core.model import (
     record_name,
 )
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
 
 LIVE_EVENTS = frozenset({"ADDED", "MODIFIED"})
 DELETING_ACTIONS = frozenset({Action.DELETED, Action.DELETED_WHILE_UNOBSERVED})
@@ -61,6 +60,7 @@ class Rebaseline:
     subject: Subject
     encoded: bytes
     fingerprint: bytes
+    templates: tuple[bytes, ...] = ()  # ``Baseline.templates``, this one's included
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class Draft:
     # after a deletion, when the object is forgotten.
     encoded: bytes | None = None
     fingerprint: bytes | None = None  # of the projection before redaction
+    templates: tuple[bytes, ...] = ()  # ``Baseline.templates``, this one's included
 
     @property
     def live(self) -> bool:
@@ -123,15 +124,15 @@ def decide(
     *,
     baseline: Baseline | None,
     redactor: Redactor,
-    revisions: Revisions,
     role_rules: RoleRulesResolver = rules_unknown,
     max_changes: int = 64,
     installed_at: datetime | None = None,
 ) -> Decision:
     """What one watch event of a ``resource`` object means for the trail.
 
-    ``baseline`` is the object's last recorded state (None when it was never recorded);
-    ``revisions`` tells a rollback from a new template; ``role_rules`` finds the rules of
+    ``baseline`` is the object's last recorded state (None when it was never recorded),
+    with the templates it ran before (a rollback goes back to one); ``role_rules`` finds
+    the rules of
     the role a binding names, for its severity. ``installed_at``: when this is the first
     run of kubeledger in the cluster (its ledger was empty), the time it started; an
     object created before then, found by a listing, is ``inventoried``.
@@ -139,8 +140,7 @@ def decide(
     subject = subject_of(resource, body)
     if event_type == "DELETED":
         last_known = baseline.snapshot if baseline else redactor.redact(projection.project(body))
-        return _deletion(subject, last_known, Observation.LIVE,
-                         _context(subject, revisions, role_rules, live=True))
+        return _deletion(subject, last_known, Observation.LIVE, _context(subject, role_rules))
     projected = projection.project(body)
     fingerprint = redactor.fingerprint(encode(projected))
     if baseline is not None and baseline.fingerprint == fingerprint:
@@ -150,13 +150,15 @@ def decide(
     if baseline is not None and baseline.encoded == encoded:
         return Unchanged(fingerprint)
     old = baseline.snapshot if baseline else None
+    earlier = baseline.templates if baseline else ()
+    templates = revisions.advanced(earlier, revisions.template_fingerprint(new))
     # Seen live only when the watch delivered the change itself; a listing shows the
     # result of changes made while nobody watched.
     live = event_type in LIVE_EVENTS and (baseline is not None or event_type == "ADDED")
     verdict = classify.classify(subject.kind, old, new,
-                                _context(subject, revisions, role_rules, live=live))
+                                _context(subject, role_rules, earlier=earlier))
     if verdict is None:
-        return Rebaseline(subject, encoded, fingerprint)
+        return Rebaseline(subject, encoded, fingerprint, templates)
     action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
     created = _created_before(body, installed_at) if old is None and not live else None
     if created is not None:
@@ -171,15 +173,15 @@ def decide(
         name=record_name(subject), subject=subject, action=action, severity=severity,
         observation=Observation.LIVE if live else Observation.AFTER_THE_FACT,
         reasons=tuple(reasons), changes=tuple(changes), changes_truncated=truncated,
-        snapshot=new, encoded=encoded, fingerprint=fingerprint,
+        snapshot=new, encoded=encoded, fingerprint=fingerprint, templates=templates,
     )
 
 
-def unobserved_deletion(baseline: Baseline, *, revisions: Revisions,
+def unobserved_deletion(baseline: Baseline, *,
                         role_rules: RoleRulesResolver = rules_unknown) -> Draft:
     """The record of an object that vanished while the operator was not watching."""
     return _deletion(baseline.subject, baseline.snapshot, Observation.AFTER_THE_FACT,
-                     _context(baseline.subject, revisions, role_rules, live=True))
+                     _context(baseline.subject, role_rules))
 
 
 def _created_before(body: Mapping[str, Any], installed_at: datetime | None) -> str | None:
@@ -213,12 +215,8 @@ def _deletion(subject: Subject, old: dict[str, Any], observation: Observation,
     )
 
 
-def _context(subject: Subject, revisions: Revisions, role_rules: RoleRulesResolver, *,
-             live: bool) -> classify.Context:
-    # After the fact, the ReplicaSet made for the new template exists already and looks
-    # as old as the rollback target would: only a live change can be told to be a rollback.
-    earlier = (revisions.earlier_templates(subject.uid, subject.resourceVersion)
-               if live else frozenset())
+def _context(subject: Subject, role_rules: RoleRulesResolver, *,
+             earlier: tuple[bytes, ...] = ()) -> classify.Context:
     return classify.Context(namespace=subject.namespace or "",
-                            older_revision_fingerprints=earlier,
+                            older_revision_fingerprints=frozenset(earlier),
                             resolve_role_rules=role_rules)

@@ -2,8 +2,7 @@
 
 Deployments and the four RBAC kinds are always audited; Argo Rollouts too (kopf starts
 that watch only once the CRD exists); StatefulSets and DaemonSets when configured
-(``watch_extra_kinds``). ReplicaSets are watched separately: they are read to understand
-revisions, never recorded. The rest are read or written, never watched: the operator's
+(``watch_extra_kinds``). The rest are read or written, never watched: the operator's
 own AuditRecords, its CRD, and the GitOps objects that say who synced a change.
 
 Whatever else must agree with this list is derived from it or checked against it: the
@@ -48,7 +47,6 @@ CLUSTER_ROLES = Resource(RBAC_GROUP, "v1", "clusterroles", "ClusterRole", namesp
 ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "rolebindings", "RoleBinding", namespaced=True)
 CLUSTER_ROLE_BINDINGS = Resource(RBAC_GROUP, "v1", "clusterrolebindings", "ClusterRoleBinding",
                                  namespaced=False)
-REPLICA_SETS = Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True)
 
 EXTRA_WORKLOADS = {
     "statefulsets": Resource("apps", "v1", "statefulsets", "StatefulSet", namespaced=True,

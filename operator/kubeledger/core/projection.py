@@ -27,8 +27,6 @@ the change.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
@@ -53,9 +51,6 @@ CONTROLLER_ANNOTATIONS = frozenset(
 )
 
 DROPPED_ANNOTATIONS = CONTROLLER_ANNOTATIONS | {LAST_APPLIED_ANNOTATION}
-
-#: The label the Deployment controller adds to each ReplicaSet's pod template.
-POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 
 ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})
@@ -105,27 +100,6 @@ def rollout_phase(body: Mapping[str, Any]) -> RolloutPhase | None:
         status_phase = (body.get("status") or {}).get("phase", "")
         return _ARGO_ROLLOUT_PHASES.get(status_phase, RolloutPhase.PROGRESSING)
     return None
-
-
-def template_fingerprint(template: Mapping[str, Any]) -> str:
-    """A stable SHA-256 of a pod template, blind to the ``pod-template-hash`` label.
-
-    The Deployment controller copies the Deployment's template into each ReplicaSet and
-    adds that label, so a Deployment's template and its ReplicaSet's template for the same
-    revision fingerprint equal: how ``kubectl rollout undo`` is recognised.
-    """
-    metadata = dict(template.get("metadata") or {})
-    labels = {
-        key: value
-        for key, value in (metadata.pop("labels", None) or {}).items()
-        if key != POD_TEMPLATE_HASH_LABEL
-    }
-    if labels:
-        metadata["labels"] = labels
-    canonical = json.dumps(
-        {**template, "metadata": metadata}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,64 +1,50 @@
-"""Which pod templates each Deployment (or Rollout) has run before: to recognise a rollback.
+"""Which pod templates a workload ran before: to recognise a rollback.
 
-``kubectl rollout undo`` copies an older ReplicaSet's template back into the Deployment,
-so a template change whose fingerprint matches one of the owner's older ReplicaSets is a
-rollback. Only a fingerprint and the resourceVersion it was first seen at are kept per
-ReplicaSet.
+``kubectl rollout undo`` (and Argo Rollouts' undo) copies an earlier revision's template
+back into the object, so a template change back to one the object's records show it had
+before is a rollback. Each baseline carries the fingerprints of the object's last
+templates, oldest first; at start-up they are folded from the records' snapshots
+(``baselines.LatestRecords``), and every recorded change adds its own.
+
+Both sides of the comparison are redacted projections, fingerprinted the same way: a
+template holding a secret-looking env value matches itself (its marker is the same
+under the same salt). The history is the trail's own, so a revision from before
+kubeledger was installed is not known, and no ReplicaSet has to be watched or read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubeledger.core.projection import template_fingerprint
+# As many earlier templates as the Deployment controller keeps ReplicaSets by default
+# (``revisionHistoryLimit``), beside the current one.
+EARLIER_KEPT = 10
 
 
-class Revisions:
-    """owner uid -> {ReplicaSet uid: (template fingerprint, first-seen resourceVersion)}."""
-
-    def __init__(self) -> None:
-        self._by_owner: dict[str, dict[str, tuple[str, int]]] = {}
-
-    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        metadata = body.get("metadata", {})
-        owner = _controller_uid(metadata)
-        if owner is None:
-            return
-        replicasets = self._by_owner.setdefault(owner, {})
-        uid = metadata["uid"]
-        if event_type == "DELETED":
-            replicasets.pop(uid, None)
-            if not replicasets:
-                del self._by_owner[owner]
-            return
-        fingerprint = template_fingerprint(body.get("spec", {}).get("template", {}))
-        known = replicasets.get(uid)
-        first_seen = known[1] if known else _version(metadata)
-        replicasets[uid] = (fingerprint, first_seen)
-
-    def earlier_templates(self, owner_uid: str, before_version: str) -> frozenset[str]:
-        """Fingerprints of the owner's ReplicaSets that existed before ``before_version``.
-
-        resourceVersions are etcd revisions: comparing them as integers orders writes
-        within one cluster, which is all this needs. A ReplicaSet the controller creates
-        in reaction to the change being classified comes later and is excluded.
-        """
-        limit = int(before_version)
-        return frozenset(
-            fingerprint
-            for fingerprint, first_seen in self._by_owner.get(owner_uid, {}).values()
-            if first_seen < limit
-        )
+def fingerprint(template: Mapping[str, Any]) -> bytes:
+    """A stable digest of a pod template: equal templates, whatever their key order."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
 
 
-def _controller_uid(metadata: Mapping[str, Any]) -> str | None:
-    for reference in metadata.get("ownerReferences", ()):
-        if reference.get("controller"):
-            uid: str = reference["uid"]
-            return uid
-    return None
+def template_fingerprint(projected: Mapping[str, Any]) -> bytes | None:
+    """The fingerprint of a workload projection's pod template; None: it has none."""
+    template = (projected.get("spec") or {}).get("template")
+    return fingerprint(template) if template else None
 
 
-def _version(metadata: Mapping[str, Any]) -> int:
-    return int(metadata.get("resourceVersion", "0"))
+def advanced(history: tuple[bytes, ...], template: bytes | None) -> tuple[bytes, ...]:
+    """``history`` once the object runs ``template``: it moves (or is added) to the end."""
+    if template is None:
+        return history
+    return (*(kept for kept in history if kept != template), template)[-(EARLIER_KEPT + 1):]
+
+
+def ordered(seen: Mapping[bytes, Any]) -> tuple[bytes, ...]:
+    """A history from templates and when each was last recorded (any sortable order)."""
+    latest_last: Iterable[bytes] = sorted(seen, key=seen.__getitem__)
+    return tuple(latest_last)[-(EARLIER_KEPT + 1):]

@@ -26,9 +26,13 @@ logger = logging.getLogger(__name__)
 
 async def record_unobserved_deletions(
     api: Kubernetes, recorder: Recorder, baselines: Baselines, resources: Iterable[Resource],
-) -> int:
-    """Records every baseline object missing from a fresh listing; returns how many."""
+) -> dict[Resource, set[str]]:
+    """Records every baseline object missing from a fresh listing.
+
+    Returns the uids each listing found (a resource that does not exist is left out).
+    """
     recorded = 0
+    listed: dict[Resource, set[str]] = {}
     for resource in resources:
         listing_started = time.monotonic()
         present = await backoff.retrying(functools.partial(list_uids, api, resource),
@@ -36,6 +40,7 @@ async def record_unobserved_deletions(
                                          retry_on=errors.WORTH_WAITING_FOR)
         if present is None:
             continue  # the resource does not exist here (an absent CRD): nothing to compare
+        listed[resource] = present
         # An object first seen after the listing started may simply be missing from it.
         vanished = [
             baseline for baseline in baselines.of_kind(resource.api_version, resource.kind)
@@ -46,4 +51,4 @@ async def record_unobserved_deletions(
                 recorded += 1
     if recorded:
         logger.info("recorded %d deletions that happened while unobserved", recorded)
-    return recorded
+    return listed

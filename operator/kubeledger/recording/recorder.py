@@ -31,7 +31,6 @@ from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
-from kubeledger.core.revisions import Revisions
 from kubeledger.recording.ledger import Ledger, NotWriterError
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,6 @@ class Recorder:
         cluster: str,
         redactor: Redactor,
         baselines: Baselines,
-        revisions: Revisions,
         ledger: Ledger,
         attribute: Attribution = unattributed,
         max_changes: int = 64,
@@ -89,7 +87,6 @@ class Recorder:
         self._cluster = cluster
         self._redactor = redactor
         self._baselines = baselines
-        self._revisions = revisions
         self._ledger = ledger
         self._attribute = attribute
         self._max_changes = max_changes
@@ -119,15 +116,16 @@ class Recorder:
         uid = body["metadata"]["uid"]
         decided = decision.decide(
             resource, event_type, body, baseline=self._baselines.get(uid),
-            redactor=self._redactor, revisions=self._revisions, role_rules=self._role_rules,
+            redactor=self._redactor, role_rules=self._role_rules,
             max_changes=self._max_changes, installed_at=self._installed_at)
         match decided:
             case decision.Unchanged(fingerprint=fingerprint):
                 self._baselines.touch(uid, fingerprint)
                 metrics.CHANGES_SKIPPED.labels(resource.kind, "unchanged").inc()
                 return None
-            case decision.Rebaseline(subject=subject, encoded=encoded, fingerprint=fingerprint):
-                self._baselines.remember_encoded(subject, encoded, fingerprint)
+            case decision.Rebaseline(subject=subject, encoded=encoded, fingerprint=fingerprint,
+                                     templates=templates):
+                self._baselines.remember_encoded(subject, encoded, fingerprint, templates)
                 metrics.CHANGES_SKIPPED.labels(resource.kind, "rebaseline").inc()
                 return None
             case decision.Draft(action=Action.INVENTORIED):
@@ -139,8 +137,7 @@ class Recorder:
 
     async def record_unobserved_deletion(self, baseline: Baseline) -> RecordSpec | None:
         """Records an object that vanished while the operator was not watching."""
-        draft = decision.unobserved_deletion(baseline, revisions=self._revisions,
-                                             role_rules=self._role_rules)
+        draft = decision.unobserved_deletion(baseline, role_rules=self._role_rules)
         return await (await self._start_writing(draft, None))
 
     async def drain(self, timeout: float) -> None:
@@ -156,7 +153,8 @@ class Recorder:
         if draft.encoded is None:
             self._baselines.forget(uid)
         else:
-            self._baselines.remember_encoded(draft.subject, draft.encoded, draft.fingerprint)
+            self._baselines.remember_encoded(draft.subject, draft.encoded, draft.fingerprint,
+                                             draft.templates)
         writing = asyncio.create_task(self._write(draft, body, after=self._last_of.get(uid)),
                                       name=f"record {draft.name}")
         self._last_of[uid] = writing

@@ -25,9 +25,9 @@ class Context:
     #: The subject's namespace ("" for cluster-scoped objects); a RoleBinding's Role
     #: lives there.
     namespace: str = ""
-    #: ``projection.template_fingerprint`` of the pod template of each of the workload's
-    #: older ReplicaSets: a new template matching one of them is a rollback.
-    older_revision_fingerprints: frozenset[str] = frozenset()
+    #: ``revisions.fingerprint`` of each pod template the workload was recorded with
+    #: before: a new template matching one of them is a rollback.
+    older_revision_fingerprints: frozenset[bytes] = frozenset()
     resolve_role_rules: RoleRulesResolver = rules_unknown
 
 

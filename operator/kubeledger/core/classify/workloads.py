@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from kubeledger.core import model, projection
+from kubeledger.core import model, projection, revisions
 from kubeledger.core.classify import common
 
 Action = model.Action
@@ -74,7 +74,7 @@ def _rolled_back(old: Projection, new: Projection, context: common.Context) -> F
     if (
         template
         and template != _template(old)
-        and projection.template_fingerprint(template) in context.older_revision_fingerprints
+        and revisions.fingerprint(template) in context.older_revision_fingerprints
     ):
         yield _finding(Action.ROLLED_BACK, "pod template is that of an earlier revision")
 
