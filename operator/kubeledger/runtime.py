@@ -52,7 +52,8 @@ class Runtime:
     api: Kubernetes
     baselines: Baselines
     recorder: Recorder
-    first_listing: FirstListing = field(default_factory=lambda: FirstListing({}))
+    # Set once the catch-up listing said what kopf's first listing must deliver.
+    first_listing: FirstListing | None = None
     shippers: list[Shipper] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
     supervisor: Supervisor = field(default_factory=Supervisor)
@@ -103,9 +104,9 @@ class Runtime:
         runtime._start_shipping(ledger)
         listed = await catchup.record_unobserved_deletions(api, recorder, baselines,
                                                            runtime.audited)
-        runtime.first_listing = FirstListing(listed)
+        first_listing = runtime.first_listing = FirstListing(listed)
         runtime.supervisor.spawn("the wait for the first listings",
-                                 functools.partial(runtime.first_listing.run, api))
+                                 functools.partial(first_listing.run, api))
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
         if runtime.shippers:  # without a sink the cluster holds the only copy: keep it all
             runtime.supervisor.spawn("the removal of expired records",
@@ -126,10 +127,15 @@ class Runtime:
         self.shippers.append(shipper)
         self.supervisor.spawn(f"shipping to {sink.name}", shipper.run)
 
+    def handed(self, resource: Resource, event_type: str | None, uid: str) -> None:
+        """One watch event given to a handler: counted until the first listings end."""
+        if self.first_listing is not None:
+            self.first_listing.seen(resource, event_type, uid)
+
     @property
     def ready(self) -> bool:
         """Whether kopf's first listings are over: from then on, changes are recorded live."""
-        return self.first_listing.done
+        return self.first_listing is not None and self.first_listing.done
 
     async def stop(self) -> None:
         await self.supervisor.stop()

@@ -33,6 +33,7 @@ STOPPED = 0
 LEADERSHIP_LOST = 3
 # A write's round trips, beyond the audit wait, when records are finished before stopping.
 DRAIN_MARGIN_SECONDS = 2.0
+LIST_CHUNK = 500  # objects per page of kopf's listings
 
 
 def run(settings: Settings, endpoints: Endpoints, *, log_format: str, verbose: bool) -> int:
@@ -71,6 +72,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def start(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf would post its log lines as Events about the watched objects: noise.
         settings.posting.enabled = False
+        # kopf lists a kind in one response unless told otherwise: 10,000 Deployments at
+        # once, held whole while decoded.
+        settings.watching.chunk_size = LIST_CHUNK
         replica: Replica = memo.replica
         try:
             memo.runtime = replica.runtime = await Runtime.start(
@@ -111,9 +115,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         body = event["object"]
-        memo.runtime.first_listing.seen(resource, event["type"], body["metadata"]["uid"])
+        runtime: Runtime = memo.runtime
+        runtime.handed(resource, event["type"], body["metadata"]["uid"])
         # Not waiting for the record: the object's next event may be taken meanwhile.
-        await memo.runtime.recorder.take(resource, event["type"], body)
+        await runtime.recorder.take(resource, event["type"], body)
 
     audit.__name__ = f"audit_{resource.plural}"
     return audit
