@@ -5,9 +5,9 @@ receivers; this builds what only the leader runs. Start-up order matters for "no
 lost, nothing doubled": the CRD first; then the existing records, which give every
 object's baseline and the head of the hash chain (a new leader continues the chain from
 the records, never from what an earlier leader held); then deletions that happened while
-nobody was writing, whose listing also says what kopf's first listing will deliver
-(``first_listing``). Only after that do kopf's watches start delivering events.
-Background work (shipping, the periodic checks) runs under the
+nobody was writing, from a listing (made while the records are read) that also says what
+kopf's first listing will deliver (``first_listing``). Only after that do kopf's watches
+start delivering events. Background work (shipping, the periodic checks) runs under the
 ``supervision.Supervisor``, whose problems make the liveness probe fail."""
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Runtime:
         ``may_write`` is the fence of leader election: the ledger asks it before every write.
         """
         await crd.ensure(api)
-        found = await _read_history(api)
+        found, listed = await _read_history_and_list(
+            api, kinds.audited(settings.watch_extra_kinds))
         baselines, head = found.baselines(), found.head
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     found.records, len(baselines), head.sequence)
@@ -102,9 +103,9 @@ class Runtime:
         )
         runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger)
-        listed = await catchup.record_unobserved_deletions(api, recorder, baselines,
-                                                           runtime.audited)
-        first_listing = runtime.first_listing = FirstListing(listed)
+        await catchup.record_vanished(recorder, baselines, listed)
+        first_listing = runtime.first_listing = FirstListing(
+            {resource: present.uids for resource, present in listed.items()})
         runtime.supervisor.spawn("the wait for the first listings",
                                  functools.partial(first_listing.run, api))
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
@@ -163,6 +164,17 @@ class Runtime:
                     self.api, self.recorder, self.baselines, self.audited)
             except errors.KubeError:
                 logger.exception("periodic deletion check failed; trying again next time")
+
+
+async def _read_history_and_list(
+    api: Kubernetes, audited: list[Resource],
+) -> tuple[history.History, dict[Resource, catchup.Present]]:
+    """The records, and a listing of what exists now: independent, so both at once."""
+    listing = asyncio.create_task(catchup.list_present(api, audited))
+    try:
+        return await _read_history(api), await listing
+    finally:
+        listing.cancel()  # when reading the records failed; nothing once it is done
 
 
 async def _read_history(api: Kubernetes) -> history.History:

@@ -34,6 +34,11 @@ LEADERSHIP_LOST = 3
 # A write's round trips, beyond the audit wait, when records are finished before stopping.
 DRAIN_MARGIN_SECONDS = 2.0
 LIST_CHUNK = 500  # objects per page of kopf's listings
+# kopf starts a worker per object with an event queued and ends it after this much quiet:
+# at its defaults (no limit, 5 s) the first listing of 10,000 objects keeps 10,000 workers,
+# each holding its object's body, alive at once.
+OBJECT_WORKERS = 500
+WORKER_IDLE_SECONDS = 0.5
 
 
 def run(settings: Settings, endpoints: Endpoints, *, log_format: str, verbose: bool) -> int:
@@ -75,6 +80,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         # kopf lists a kind in one response unless told otherwise: 10,000 Deployments at
         # once, held whole while decoded.
         settings.watching.chunk_size = LIST_CHUNK
+        settings.queueing.worker_limit = OBJECT_WORKERS
+        settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
+        settings.persistence.diffbase_storage = NoDiffBase()
         replica: Replica = memo.replica
         try:
             memo.runtime = replica.runtime = await Runtime.start(
@@ -110,6 +118,21 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     for resource in kinds.audited(settings.watch_extra_kinds):
         kopf.on.event(resource.group, resource.version, resource.plural,
                       registry=registry)(_auditing(resource))
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: kopf would deep-copy every event's body into an "essence" to compare
+    with the last one handled, for change handlers that this operator does not register
+    (its own diff is taken against its records)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def _auditing(resource: Resource) -> Any:

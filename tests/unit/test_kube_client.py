@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -77,3 +79,46 @@ def test_statuses_become_errors_by_meaning(status: int, kind: type[errors.KubeEr
 
     assert type(error) is kind
     assert error.status == status
+
+
+@contextlib.asynccontextmanager
+async def paged_server(pages: list[list[str]]) -> AsyncIterator[tuple[int, list[str]]]:
+    """A listing on 127.0.0.1 served in ``pages`` (item names), chained by continue
+    tokens; yields the port and the log of what was asked, in order."""
+    asked: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.readline():
+            while (await reader.readline()).strip():
+                pass  # the headers
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.split()[1].decode()).query)
+            index = int(query.get("continue", ["0"])[0])
+            asked.append(f"page {index}")
+            more = {"continue": str(index + 1)} if index + 1 < len(pages) else {}
+            body = json.dumps({"items": [{"metadata": {"name": name}} for name in pages[index]],
+                               "metadata": more}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], asked
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_listing_arrives_page_by_page_and_the_next_page_is_read_ahead() -> None:
+    async with paged_server([["a", "b"], ["c"], ["d"]]) as (port, asked):
+        kube = kube_at(port)
+        seen: list[list[str]] = []
+        async for page in kube.pages(kinds.RECORDS):
+            # The next page is asked for while this one is still being taken.
+            await asyncio.sleep(0.05)
+            asked.append(f"took {len(seen)}")
+            seen.append([item["metadata"]["name"] for item in page])
+
+    assert seen == [["a", "b"], ["c"], ["d"]]
+    assert asked == ["page 0", "page 1", "took 0", "page 2", "took 1", "took 2"]

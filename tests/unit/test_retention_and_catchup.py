@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from kubeledger.core import chain, kinds, model
-from kubeledger.core.baselines import Baselines
+from kubeledger.core.baselines import Baselines, LatestRecords
 from kubeledger.core.redaction import Redactor
 from kubeledger.kube import errors
 from kubeledger.recording import catchup, retention
@@ -143,3 +143,20 @@ async def test_the_recorder_moves_the_baseline_only_once_the_record_is_written()
     assert baseline is not None and baseline.subject.resourceVersion == "48213"
     await recorder.observe(kinds.DEPLOYMENTS, "DELETED", churn)
     assert baselines.get(uid) is None
+
+
+async def test_a_baseline_read_from_the_records_is_found_gone_by_a_listing_made_meanwhile(
+) -> None:
+    # Start-up lists the cluster while it reads the records: the listing starts first.
+    kube = FakeKube()
+    listed = await catchup.list_present(kube, [kinds.DEPLOYMENTS])
+    folded = LatestRecords()
+    folded.add(records.full_spec_with(chain=model.Chain(sequence=1, previousHash="a" * 64,
+                                                        hash="b" * 64)).wire())
+    baselines = folded.baselines()
+
+    await catchup.record_vanished(recorder_over(kube, baselines), baselines, listed)
+
+    assert [spec["action"] for spec in kube.records().values()] == [
+        model.Action.DELETED_WHILE_UNOBSERVED]
+    assert len(baselines) == 0

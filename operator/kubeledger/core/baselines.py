@@ -11,6 +11,7 @@ bytes, without decoding anything.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from kubeledger.core import revisions
 from kubeledger.core.model import Action, Subject
 
 DELETING_ACTIONS = frozenset({Action.DELETED.value, Action.DELETED_WHILE_UNOBSERVED.value})
+# The ``seen_at`` of a baseline read from the records: no watch or listing of this
+# process has confirmed it yet, so any listing may find it gone.
+NEVER_SEEN = -math.inf
 
 
 @dataclass
@@ -64,8 +68,12 @@ class Baselines:
 
     def remember_encoded(self, subject: Subject, encoded: bytes,
                          fingerprint: bytes | None = None,
-                         templates: tuple[bytes, ...] = ()) -> None:
-        self._by_uid[subject.uid] = Baseline(subject, encoded, fingerprint, templates)
+                         templates: tuple[bytes, ...] = (),
+                         seen_at: float | None = None) -> None:
+        """``seen_at`` defaults to now (the object was just seen)."""
+        self._by_uid[subject.uid] = Baseline(
+            subject, encoded, fingerprint, templates,
+            time.monotonic() if seen_at is None else seen_at)
         self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
 
     def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
@@ -121,13 +129,14 @@ class LatestRecords:
         self._latest[uid] = (order, spec["subject"], None if kept is None else encode(kept))
 
     def baselines(self) -> Baselines:
-        """Objects last recorded as deleted drop out."""
+        """Objects last recorded as deleted drop out; none counts as seen (``NEVER_SEEN``)."""
         baselines = Baselines()
         for uid, (_, subject, encoded) in self._latest.items():
             if encoded is not None:
                 baselines.remember_encoded(
                     Subject.model_validate(subject), encoded,
-                    templates=revisions.ordered(self._templates.get(uid, {})))
+                    templates=revisions.ordered(self._templates.get(uid, {})),
+                    seen_at=NEVER_SEEN)
         return baselines
 
     def _add_template(self, uid: str, order: tuple[int, str],

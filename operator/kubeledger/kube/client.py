@@ -84,21 +84,32 @@ class KubeClient:
 
     async def pages(self, resource: Resource, *, namespace: str | None = None,
                     label_selector: str | None = None) -> AsyncIterator[Page]:
-        token: str | None = None
         if namespace is None:
             list_page: Callable[..., object] = self._custom.list_cluster_custom_object
             scope: tuple[str, ...] = ()
         else:
             list_page, scope = self._custom.list_namespaced_custom_object, (namespace,)
         selected = {"label_selector": label_selector} if label_selector else {}
-        while True:
+
+        def fetch(token: str | None) -> asyncio.Future[Object]:
             paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
-            page = await self._call(list_page, resource.group, resource.version, *scope,
-                                    resource.plural, **selected, **paging)
-            yield page.get("items", [])
-            token = page.get("metadata", {}).get("continue")
-            if not token:
-                return
+            return asyncio.ensure_future(self._call(
+                list_page, resource.group, resource.version, *scope, resource.plural,
+                **selected, **paging))
+
+        coming = fetch(None)
+        try:
+            while True:
+                page = await coming
+                token = page.get("metadata", {}).get("continue")
+                if token:
+                    # The apiserver reads the next page while the caller folds this one.
+                    coming = fetch(token)
+                yield page.get("items", [])
+                if not token:
+                    return
+        finally:
+            _discard(coming)
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         if resource.namespaced:
@@ -151,6 +162,13 @@ class KubeClient:
             raise _from_transport(error) from error
         except OSError as error:
             raise errors.Unavailable(f"Kubernetes API unreachable: {error}") from error
+
+
+def _discard(page: asyncio.Future[Object]) -> None:
+    """A page read ahead that nobody will take (the caller stopped early)."""
+    page.cancel()
+    if page.done() and not page.cancelled():
+        page.exception()  # taken, so that its failure is not reported as never retrieved
 
 
 def _from_status(error: ApiException) -> errors.KubeError:
