@@ -42,9 +42,42 @@ def load_client(*, concurrent_calls: int = CONCURRENT_CALLS) -> client.ApiClient
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        _load_kube_config(None, None)
     return api_client(client.Configuration.get_default_copy(),
                       concurrent_calls=concurrent_calls)
+
+
+def kubeconfig_client(kubeconfig: str | None = None,
+                      context: str | None = None) -> tuple[client.ApiClient, str]:
+    """A client the way kubectl finds its cluster, and the context's namespace.
+
+    ``kubeconfig`` (else ``KUBECONFIG``, else ``~/.kube/config``) and its ``context``
+    (else the current one); with neither file nor flag, in a pod, the service account.
+    NotConfigured when no cluster can be found that way.
+    """
+    if kubeconfig is None and context is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return api_client(client.Configuration.get_default_copy()), "default"
+        except config.ConfigException:
+            pass
+    _load_kube_config(kubeconfig, context)
+    contexts, current = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig)
+    chosen = next((each for each in contexts if each["name"] == context), current)
+    return (api_client(client.Configuration.get_default_copy()),
+            str(chosen.get("context", {}).get("namespace") or "default"))
+
+
+def _load_kube_config(kubeconfig: str | None, context: str | None) -> None:
+    """The client's default configuration from a kubeconfig; NotConfigured when unusable."""
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context)
+    except (config.ConfigException, OSError) as error:
+        raise errors.NotConfigured(
+            f"no cluster to talk to ({error}): set KUBECONFIG or pass --kubeconfig"
+        ) from None
 
 
 def api_client(configuration: client.Configuration, *,

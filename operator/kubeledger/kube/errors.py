@@ -19,6 +19,10 @@ class KubeError(Exception):
         self.summary = message
 
 
+class NotConfigured(KubeError):
+    """No cluster to talk to: no in-cluster service account and no usable kubeconfig."""
+
+
 class NotFound(KubeError):
     """The object, or its whole resource (an absent CRD), does not exist (404)."""
 
