@@ -8,6 +8,7 @@ uninstall, which must leave the CRD and the records.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -92,12 +93,79 @@ def test_real_rollouts_complete_and_a_missing_image_fails(
     assert phase == "failed"
 
 
+OPERATOR_IDENTITY = f"system:serviceaccount:{release.NAMESPACE}:{release.FULLNAME}"
+POLICY = f"{release.FULLNAME}-protect-records"
+BREAK_GLASS = "kubeledger:break-glass"
+REFUSED_BY_POLICY = (f"is forbidden: ValidatingAdmissionPolicy '{POLICY}' with binding "
+                     f"'{POLICY}' denied request: ")
+
+
+def some_record(kubectl: Kubectl) -> dict[str, Any]:
+    found: dict[str, Any] = kubectl.json("get", "auditrecords")["items"][0]
+    return found
+
+
+def may(kubectl: Kubectl, user: str, verb: str) -> bool:
+    """Whether RBAC lets ``user`` ``verb`` AuditRecords (``kubectl auth can-i``)."""
+    try:
+        kubectl("auth", "can-i", verb, "auditrecords.kubeledger.io", f"--as={user}")
+    except KubectlError:
+        return False  # "no" exits 1
+    return True
+
+
+def test_records_are_refused_to_anyone_but_the_operator_cluster_admins_included(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    record = some_record(kubectl)
+    name = record["metadata"]["name"]
+    removal = (f"AuditRecords are removed by kubeledger's retention only "
+               f"({OPERATOR_IDENTITY})")
+    # A cluster-admin (system:masters) passes RBAC, not the policy.
+    with pytest.raises(KubectlError) as by_admin:
+        kubectl("delete", "auditrecord", name)
+    assert f"(Forbidden): auditrecords.kubeledger.io \"{name}\" {REFUSED_BY_POLICY}{removal}" in (
+        by_admin.value.stderr)
+    # Nor does anyone else RBAC lets delete records.
+    grant = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+             "metadata": {"name": "e2e-record-deleter"},
+             "rules": [{"apiGroups": ["kubeledger.io"], "resources": ["auditrecords"],
+                        "verbs": ["get", "delete", "create"]}]}
+    kubectl.apply(grant)
+    kubectl("create", "clusterrolebinding", "e2e-record-deleter",
+            "--clusterrole=e2e-record-deleter", "--user=alice")
+    try:
+        eventually(lambda: may(kubectl, "alice", "delete"), what="alice's grant to apply")
+        with pytest.raises(KubectlError) as by_alice:
+            kubectl.as_user("alice")("delete", "auditrecord", name)
+        assert f"{REFUSED_BY_POLICY}{removal}" in by_alice.value.stderr
+        forged = {"apiVersion": record["apiVersion"], "kind": record["kind"],
+                  "metadata": {"name": f"forged-{unique('by-alice')}"}, "spec": record["spec"]}
+        with pytest.raises(KubectlError) as forging:
+            kubectl.as_user("alice")("create", "-f", "-", stdin=json.dumps(forged))
+        assert (f"{REFUSED_BY_POLICY}AuditRecords are written by kubeledger only "
+                f"({OPERATOR_IDENTITY}): a record cannot be added by hand") in (
+            forging.value.stderr)
+    finally:
+        kubectl("delete", "clusterrolebinding,clusterrole", "e2e-record-deleter",
+                "--ignore-not-found")
+    # The spec is refused by the CRD's own rule first (422), before admission runs.
+    with pytest.raises(KubectlError, match="spec is immutable"):
+        kubectl("patch", "auditrecord", name, "--type=merge",
+                "--patch", '{"spec": {"action": "deleted"}}')
+    # Retention, the operator's own deletions, passes (dry run: nothing is removed).
+    assert "(server dry run)" in kubectl("delete", "auditrecord", name, "--dry-run=server",
+                                         f"--as={OPERATOR_IDENTITY}")
+    assert kubectl.json("get", "auditrecord", name)["spec"] == record["spec"]
+
+
 def test_helm_upgrade_keeps_records_salt_and_chain(
     kubectl: Kubectl, in_cluster: release.Release,
 ) -> None:
     before = {r["metadata"]["name"] for r in kubectl.json("get", "auditrecords")["items"]}
     salt = in_cluster.salt()
-    in_cluster.upgrade(podAnnotations={"kubeledger.io/upgraded": unique("at")})
+    in_cluster.upgrade(podAnnotations={"kubeledger.io/upgraded": unique("at")},
+                       protection={"breakGlassGroups": [BREAK_GLASS]})
     assert in_cluster.salt() == salt
     after = {r["metadata"]["name"] for r in kubectl.json("get", "auditrecords")["items"]}
     assert before <= after
@@ -111,6 +179,18 @@ def test_helm_upgrade_keeps_records_salt_and_chain(
     assert "intact" in verdict.stdout
 
 
+def test_a_break_glass_group_may_delete_a_record(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    name = some_record(kubectl)["metadata"]["name"]
+    as_member = ("--as=admin", "--as-group=system:masters", f"--as-group={BREAK_GLASS}")
+    assert "(server dry run)" in kubectl("delete", "auditrecord", name, "--dry-run=server",
+                                         *as_member)
+    with pytest.raises(KubectlError) as refused:
+        kubectl("delete", "auditrecord", name, "--dry-run=server")
+    assert f"or by a member of {BREAK_GLASS} (break-glass)" in refused.value.stderr
+
+
 def test_uninstall_leaves_the_crd_and_the_records(
     kubectl: Kubectl, in_cluster: release.Release,
 ) -> None:
@@ -120,3 +200,5 @@ def test_uninstall_leaves_the_crd_and_the_records(
     assert len(kubectl.json("get", "auditrecords")["items"]) >= count
     assert not kubectl("get", "deployment", "-n", release.NAMESPACE, "--ignore-not-found",
                        "-o", "name", release.DEPLOYMENT).strip()
+    assert not kubectl("get", "validatingadmissionpolicy", "--ignore-not-found", "-o", "name",
+                       POLICY).strip()

@@ -3,9 +3,11 @@ operator crashes and bad credentials."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from elasticsearch import Elasticsearch
+import pytest
+from elasticsearch import AuthorizationException, Elasticsearch
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, binding, deployment, unique
@@ -143,9 +145,11 @@ def test_wrong_credentials_say_so_keep_records_and_recover(
         name = unique("locked")
         uid, _ = apply_recorded(demo, deployment(name))
 
+        user = operator.endpoints.elasticsearch_writer_username
+
         def complaint() -> str | None:
             text = operator.log.read_text()[log_start:]
-            return text if "rejected the credentials of user 'elastic' (401)" in text else None
+            return text if f"rejected the credentials of user '{user}' (401)" in text else None
 
         log = eventually(complaint, what="the credentials error in the operator's log")
         assert "not-the-password" not in log
@@ -207,3 +211,31 @@ def test_delivered_records_leave_the_cluster_after_retention(
     finally:
         operator.stop()
         operator.start()
+
+
+def test_the_operators_user_creates_documents_and_can_change_none(
+    stack: Endpoints, demo: Kubectl, elasticsearch: Elasticsearch,
+) -> None:
+    uid, _ = apply_recorded(demo, deployment(unique("write-once")))
+    (document,) = [doc for doc in _delivered(elasticsearch, demo, uid, 1)
+                   if doc["_source"]["event"]["action"] == "created"]
+    index, name = document["_index"], document["_id"]
+    writer = Elasticsearch(stack.elasticsearch_url, basic_auth=(
+        stack.elasticsearch_writer_username, stack.elasticsearch_writer_password))
+    tampering: dict[str, Callable[[], object]] = {
+        "delete it": lambda: writer.delete(index=index, id=name),
+        "overwrite it": lambda: writer.index(index=index, id=name, document={"forged": 1}),
+        "update it": lambda: writer.update(index=index, id=name, doc={"forged": 1}),
+        "delete by query": lambda: writer.delete_by_query(
+            index=index, query={"ids": {"values": [name]}}),
+        "delete the index": lambda: writer.indices.delete(index=index),
+        "change the index's settings": lambda: writer.indices.put_settings(
+            index=index, settings={"index.blocks.write": True}),
+    }
+    try:
+        for attempt in tampering.values():
+            with pytest.raises(AuthorizationException):
+                attempt()
+    finally:
+        writer.close()
+    assert elasticsearch.get(index=index, id=name)["_source"] == document["_source"]

@@ -213,6 +213,8 @@ class Endpoints:
     redaction_salt: str
     plan: AddressPlan
     audit_target: AuditTarget
+    # The operator's user (``elasticsearch.WRITER_USER``): it may create documents only.
+    elasticsearch_writer_password: str
 
     @property
     def kubeconfig(self) -> Path:
@@ -232,7 +234,9 @@ class Endpoints:
         """Elasticsearch for pods: the same server, on the host's node-network address."""
         return f"http://{self.plan.host_address}:{self.ports['elasticsearch']}"
 
+    # The superuser: what tests read (and tamper) with; the operator writes as the writer.
     elasticsearch_username = "elastic"
+    elasticsearch_writer_username = elasticsearch.WRITER_USER
 
     @property
     def pki(self) -> pki.Pki:
@@ -248,8 +252,8 @@ class Endpoints:
         return {
             "KUBECONFIG": str(self.kubeconfig),
             "ELASTICSEARCH_URL": self.elasticsearch_url,
-            "ELASTICSEARCH_USERNAME": self.elasticsearch_username,
-            "ELASTICSEARCH_PASSWORD": self.elasticsearch_password,
+            "ELASTICSEARCH_USERNAME": self.elasticsearch_writer_username,
+            "ELASTICSEARCH_PASSWORD": self.elasticsearch_writer_password,
             "KUBELEDGER_CLUSTER_NAME": "local",
             "KUBELEDGER_REDACTION_SALT": self.redaction_salt,
             "KUBELEDGER_NAMESPACE": "kubeledger",
@@ -398,6 +402,9 @@ class Stack:
                 "slot": network.claim_slot(self.directory),
             }
             self._save_state(state)
+        if "elasticsearch_writer_password" not in state:  # a stack made before it existed
+            state["elasticsearch_writer_password"] = secrets.token_urlsafe(18)
+            self._save_state(state)
         return state
 
     def _save_state(self, state: Mapping[str, Any]) -> None:
@@ -413,7 +420,8 @@ class Stack:
         target = (AuditTarget.from_json(state["audit_target"]) if "audit_target" in state
                   else self.host_audit_target())
         return Endpoints(self.directory, state["ports"], state["elasticsearch_password"],
-                         state["redaction_salt"], AddressPlan(state["slot"]), target)
+                         state["redaction_salt"], AddressPlan(state["slot"]), target,
+                         state["elasticsearch_writer_password"])
 
     def _record(self, timings: Mapping[str, float]) -> None:
         say("took (s since start): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
@@ -425,7 +433,9 @@ class Stack:
     def _elasticsearch(self, endpoints: Endpoints) -> elasticsearch.Server:
         return elasticsearch.Server(
             elasticsearch.directory_for(self.directory), self.processes, endpoints.ports,
-            endpoints.elasticsearch_password, also_on=endpoints.plan.host_address)
+            endpoints.elasticsearch_password,
+            writer_password=endpoints.elasticsearch_writer_password,
+            also_on=endpoints.plan.host_address)
 
     def _start_etcd(self, endpoints: Endpoints) -> None:
         if self.processes.running("etcd"):

@@ -6,8 +6,10 @@ Elasticsearch config, data and log directories. Its HTTP port listens on 127.0.0
 the host and on the host's node-network address for pods (``also_on``); the transport
 port stays on 127.0.0.1, so with ``discovery.type: single-node`` it skips the production
 bootstrap checks. The ``elastic`` user's password comes from the keystore
-(``bootstrap.password``), generated per stack. ``elasticsearch.yml`` is rewritten at every
-start, so a stack directory made by an older version gains new settings.
+(``bootstrap.password``), generated per stack; the operator writes as ``WRITER_USER``, a
+file-realm user that may create documents and nothing more. ``elasticsearch.yml`` is
+rewritten at every start, so a stack directory made by an older version gains new
+settings.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ SERVICE_USER = "kubeledger-es"
 # directory (a checkout under root's home, mode 0700): one directory per stack path.
 UNREACHABLE_STACKS_HOME = Path("/var/lib/kubeledger/elasticsearch")
 HEAP = "-Xms512m -Xmx512m -XX:-UsePerfData"
+# The operator's own user: the least the README's "Write-once credentials" asks for, in
+# the file realm (this distribution has no security index to keep native users in).
+WRITER_USER = "kubeledger-writer"
+WRITER_ROLE = "kubeledger_writer"
+WRITER_ROLES_YML = f"""\
+{WRITER_ROLE}:
+  cluster: ["manage_index_templates", "read_ilm"]
+  indices:
+    - names: ["kubeledger-*"]
+      privileges: ["create_doc", "create_index"]
+"""
 
 
 class Server:
@@ -41,7 +54,7 @@ class Server:
 
     def __init__(
         self, directory: Path, processes: ProcessTable, ports: Mapping[str, int], password: str,
-        *, also_on: str | None = None,
+        *, writer_password: str, also_on: str | None = None,
     ) -> None:
         self.directory = directory
         self.http_hosts = ["127.0.0.1", *([also_on] if also_on else [])]
@@ -49,6 +62,7 @@ class Server:
         self.http_port = ports["elasticsearch"]
         self.transport_port = ports["elasticsearch_transport"]
         self.password = password
+        self.writer_password = writer_password
 
     @property
     def url(self) -> str:
@@ -62,6 +76,7 @@ class Server:
         if not (config / "elasticsearch.keystore").is_file():
             self._configure(config)
         self._write_settings(config)
+        self._add_writer(config)
         self._temporary_directory().mkdir(exist_ok=True)
         _give_to_service_user(self._temporary_directory())
         say(f"starting Elasticsearch on {', '.join(self.http_hosts)} port {self.http_port}")
@@ -115,6 +130,17 @@ class Server:
         lines = [f"{key}: {value}\n" for key, value in settings.items()]
         (config / "elasticsearch.yml").write_text(
             defaults + "\n# written by kubeledger's local stack\n" + "".join(lines))
+
+    def _add_writer(self, config: Path) -> None:
+        """The operator's write-once user and role, in the file realm (read at start)."""
+        (config / "roles.yml").write_text(WRITER_ROLES_YML)
+        users = config / "users"
+        if not (users.is_file() and any(line.startswith(f"{WRITER_USER}:")
+                                         for line in users.read_text().splitlines())):
+            tool = str(cache.elasticsearch_home() / "bin" / "elasticsearch-users")
+            run([*_as_service_user(), tool, "useradd", WRITER_USER, "--roles", WRITER_ROLE,
+                 "--password", self.writer_password], env=self._env(config))
+        _give_to_service_user(config)
 
     def _temporary_directory(self) -> Path:
         """Where its JVMs write temporary files: inside the stack, so they go with it."""

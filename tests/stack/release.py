@@ -214,8 +214,8 @@ class Release:
             serving_cert=stack_pki.path(f"{SERVING_CERTIFICATE.name}.crt"),
             serving_key=stack_pki.path(f"{SERVING_CERTIFICATE.name}.key"),
             ca_cert=stack_pki.ca_cert,
-            elasticsearch_username=self.endpoints.elasticsearch_username,
-            elasticsearch_password=self.endpoints.elasticsearch_password))
+            elasticsearch_username=self.endpoints.elasticsearch_writer_username,
+            elasticsearch_password=self.endpoints.elasticsearch_writer_password))
         manifests["items"].append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {

@@ -41,6 +41,7 @@ FULL_VALUES: dict[str, Any] = {
     "clusterName": "prod-eu-1",
     "watch": {"extraKinds": ["statefulsets", "daemonsets"]},
     "webhook": {"certManager": {"enabled": True}, "timeoutSeconds": 5},
+    "protection": {"breakGlassGroups": ["kubeledger:break-glass", "sre"]},
     "elasticsearch": {
         "url": "https://elasticsearch.logging.svc:9200",
         "existingSecret": "es-credentials",
@@ -438,6 +439,8 @@ def test_namespaced_objects_land_in_the_release_namespace(
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "ValidatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     for doc in full_manifests:
         expected = "" if doc["kind"] in cluster_scoped else NAMESPACE
@@ -666,3 +669,37 @@ def test_lease_timings_out_of_order_fail(helm: Helm, lease: str, renew: str, ret
         f"retryPeriodSeconds ({retry})"
     ) in done.stderr
 
+
+
+@pytest.mark.parametrize(("values", "break_glass"), [
+    ("default", "[]"), ("full", '["kubeledger:break-glass","sre"]')])
+def test_records_are_guarded_by_an_admission_policy_the_apiserver_enforces(
+        values: str, break_glass: str, request: pytest.FixtureRequest) -> None:
+    manifests: list[Manifest] = request.getfixturevalue(f"{values}_manifests")
+    policy = only(manifests, "ValidatingAdmissionPolicy")
+    binding = only(manifests, "ValidatingAdmissionPolicyBinding")
+
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"],
+                               "validationActions": ["Deny"]}
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [{
+        "apiGroups": ["kubeledger.io"], "apiVersions": ["*"],
+        "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["auditrecords"]}]
+    variables = {variable["name"]: variable["expression"] for variable in spec["variables"]}
+    assert variables == {
+        "operator": f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:'
+                    f'{FULLNAME}"',
+        "breakGlass": f"{break_glass}.exists(g, g in request.userInfo.groups)"}
+    assert {rule["reason"] for rule in spec["validations"]} == {"Forbidden"}
+    deletion = spec["validations"][-1]
+    assert deletion["expression"] == (
+        "request.operation != 'DELETE' || variables.operator || variables.breakGlass")
+    assert ("or by a member of kubeledger:break-glass, sre (break-glass)" in deletion["message"]
+            ) is (values == "full")
+
+
+def test_the_guard_can_be_left_out(helm: Helm) -> None:
+    kinds = {doc["kind"] for doc in helm.template("--set", "protection.enabled=false")}
+    assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}

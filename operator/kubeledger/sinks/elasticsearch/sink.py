@@ -17,7 +17,12 @@ from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import TransportError
-from elasticsearch import ApiError, AsyncElasticsearch, AuthenticationException
+from elasticsearch import (
+    ApiError,
+    AsyncElasticsearch,
+    AuthenticationException,
+    AuthorizationException,
+)
 from elasticsearch.helpers import async_streaming_bulk
 
 from kubeledger.config import ElasticsearchSettings
@@ -98,9 +103,17 @@ class ElasticsearchSink:
         policy = None
         if self._settings.retention_days is not None and await self._has_ilm():
             policy = template.ILM_POLICY_NAME
-            await self._client.ilm.put_lifecycle(
-                name=policy,
-                policy=template.ilm_policy_body(self._settings.retention_days)["policy"])
+            try:
+                await self._client.ilm.put_lifecycle(
+                    name=policy,
+                    policy=template.ilm_policy_body(self._settings.retention_days)["policy"])
+            except AuthorizationException:
+                # Write-once credentials. ILM runs a policy's delete phase with the rights
+                # of whoever put the policy last: an administrator must install it.
+                logger.warning(
+                    "may not manage the ILM policy %s (403): the index template names it, "
+                    "and documents are kept until an administrator installs it (README: "
+                    "Write-once credentials)", policy)
         body = template.index_template(prefix, ilm_policy=policy)
         await self._client.indices.put_index_template(name=template.TEMPLATE_NAME, **body)
         logger.info("Elasticsearch at %s ready: index template for %s-*%s", self.where, prefix,
