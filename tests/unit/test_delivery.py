@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from kubeledger.config import ElasticsearchSettings
 from kubeledger.core import chain, kinds, model
@@ -216,3 +217,47 @@ async def test_elasticsearch_counts_an_existing_document_as_delivered(
             await sink.deliver([("old", spec), ("bad", spec)])
     finally:
         await sink.close()
+
+
+@contextlib.asynccontextmanager
+async def elasticsearch_refusing_ilm() -> AsyncIterator[tuple[str, list[str]]]:
+    """An Elasticsearch on 127.0.0.1 that has ILM but refuses to let this user manage it
+    (the write-once role); yields its URL and the requests it answered."""
+    answered: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        answered.append(f"{request.method} {request.path}")
+        status = 403 if request.path.startswith("/_ilm/policy/") else 200
+        body = ({"error": {"type": "security_exception", "reason": "unauthorized"},
+                 "status": 403} if status == 403 else {"acknowledged": True,
+                                                       "operation_mode": "RUNNING"})
+        return web.json_response(body, status=status,
+                                 headers={"X-Elastic-Product": "Elasticsearch"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", answered
+    finally:
+        await runner.cleanup()
+
+
+async def test_without_ilm_rights_the_template_is_installed_and_the_gap_said(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with elasticsearch_refusing_ilm() as (url, answered):
+        sink = elasticsearch_sink.ElasticsearchSink(ElasticsearchSettings(urls=[url]), "prod")
+        try:
+            with caplog.at_level(logging.WARNING):
+                await sink.prepare()
+        finally:
+            await sink.close()
+
+    assert answered == ["GET /_ilm/status", "PUT /_ilm/policy/kubeledger",
+                        "PUT /_index_template/kubeledger"]
+    assert ("may not manage the ILM policy kubeledger (403): the index template "
+            "names it") in caplog.text
