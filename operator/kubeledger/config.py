@@ -183,6 +183,20 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
+def load_elasticsearch(environ: dict[str, str] | None = None) -> ElasticsearchSettings:
+    """Only the Elasticsearch settings (``ELASTICSEARCH_*`` and the file's section): what
+    the command line needs to read the trail back, without the operator's own settings."""
+    env = dict(os.environ if environ is None else environ)
+    data = _read_file(env.get(CONFIG_FILE_ENV))
+    _merge_environment(data, env)
+    try:
+        return ElasticsearchSettings.model_validate(data.get("elasticsearch") or {})
+    except ValidationError as error:
+        problems = "; ".join(_problem(("elasticsearch", *issue["loc"]), issue["msg"])
+                             for issue in error.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
 def _problem(location: tuple[int | str, ...], message: str) -> str:
     """One problem, named by its setting; a rule over several settings names them itself."""
     return f"{'.'.join(str(part) for part in location)}: {message}" if location else message

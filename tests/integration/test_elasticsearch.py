@@ -3,7 +3,10 @@ operator crashes and bad credentials."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +242,49 @@ def test_the_operators_user_creates_documents_and_can_change_none(
     finally:
         writer.close()
     assert elasticsearch.get(index=index, id=name)["_source"] == document["_source"]
+
+
+def verify(stack: Endpoints, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kubeledger verify ARGS`` as an auditor runs it: Elasticsearch read as the
+    superuser (the operator's own user may not read)."""
+    env = {"PATH": "/usr/bin:/bin", **stack.operator_env(),
+           "ELASTICSEARCH_USERNAME": stack.elasticsearch_username,
+           "ELASTICSEARCH_PASSWORD": stack.elasticsearch_password}
+    return subprocess.run([str(Path(sys.executable).with_name("kubeledger")), "verify", *args],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_found(
+    stack: Endpoints, demo: Kubectl, elasticsearch: Elasticsearch,
+) -> None:
+    name = unique("evidence")
+    uid, _ = apply_recorded(demo, deployment(name))
+    demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
+    wait_for_action(demo, uid, "image-changed")
+    docs = sorted(_delivered(elasticsearch, demo, uid, 2),
+                  key=lambda doc: doc["_source"]["kubeledger"]["chain"]["sequence"])
+    intact = verify(stack, "--source", "both")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "documents in Elasticsearch (cluster local)" in intact.stdout
+    assert "they agree" in intact.stdout
+
+    removed, altered = docs[0], docs[1]
+    sequences = [doc["_source"]["kubeledger"]["chain"]["sequence"] for doc in docs]
+    elasticsearch.update(index=altered["_index"], id=altered["_id"],
+                         doc={"user": {"name": "mallory"}}, refresh=True)
+    elasticsearch.delete(index=removed["_index"], id=removed["_id"], refresh=True)
+    try:
+        broken = verify(stack, "--source", "elasticsearch")
+        assert broken.returncode == 1, broken.stdout + broken.stderr
+        assert (f"BROKEN  #{sequences[1]} {altered['_id']}: its fields differ from the record "
+                "it carries (user.name: altered in Elasticsearch)") in broken.stdout
+        assert f"record {sequences[0]} is missing (removed)" in broken.stdout
+        both = verify(stack, "--source", "both")
+        assert both.returncode == 1
+        assert (f"BROKEN  #{sequences[0]} {removed['_id']}: is missing from Elasticsearch, "
+                "which holds later records (removed there)") in both.stdout
+    finally:
+        for doc in docs:
+            elasticsearch.index(index=doc["_index"], id=doc["_id"], document=doc["_source"],
+                                refresh=True)
+    assert verify(stack, "--source", "elasticsearch").returncode == 0

@@ -90,7 +90,8 @@ def test_field_types(path: str, field_type: str) -> None:
 
 def test_every_keyword_ignores_values_too_long_to_index() -> None:
     mappings = list(_all_mappings(template()["template"]["mappings"]))
-    keywords = [mapping for mapping in mappings if mapping.get("type") == "keyword"]
+    keywords = [mapping for mapping in mappings
+                if mapping.get("type") == "keyword" and mapping.get("index", True)]
 
     assert len(keywords) > 40
     assert {mapping["ignore_above"] for mapping in keywords} == {elasticsearch_setup.IGNORE_ABOVE}
@@ -180,3 +181,8 @@ def _all_mappings(mapping: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield mapping
     for child in (*mapping.get("properties", {}).values(), *mapping.get("fields", {}).values()):
         yield from _all_mappings(child)
+
+
+def test_the_chain_content_is_kept_but_never_indexed() -> None:
+    assert field_mapping("kubeledger.chain.content") == {
+        "type": "keyword", "index": False, "doc_values": False}

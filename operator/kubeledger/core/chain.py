@@ -147,3 +147,42 @@ def _link_findings(
         return [Finding(sequence, name, "does not link to the record before it (altered or "
                                         "reordered)")]
     return []
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How two copies of one trail (the cluster's, Elasticsearch's) compare."""
+
+    findings: tuple[Finding, ...]
+    # The cluster's newest records, not in the copy yet: on their way, not missing.
+    undelivered: int
+
+
+def compare(cluster: Mapping[int, tuple[str, str]], copy: Mapping[int, tuple[str, str]], *,
+            pruned_through: int = 0) -> Comparison:
+    """Checks the cluster's records against a copy, both ``sequence -> (name, hash)``.
+
+    Each copy may be intact on its own while the two disagree: a chain rebuilt from
+    scratch in the cluster, or the newest records removed from it, is found only here.
+    Records up to ``pruned_through`` are only in the copy, by design.
+    """
+    findings: list[Finding] = []
+    copy_head = max(copy, default=0)
+    undelivered = 0
+    for sequence, (name, digest) in sorted(cluster.items()):
+        if sequence in copy:
+            if copy[sequence][1] != digest:
+                findings.append(Finding(sequence, name, "differs from Elasticsearch's copy "
+                                                        "(one of the two was rewritten)"))
+        elif sequence < copy_head:
+            findings.append(Finding(sequence, name, "is missing from Elasticsearch, which "
+                                                    "holds later records (removed there)"))
+        else:
+            undelivered += 1
+    cluster_head = max(cluster, default=pruned_through)
+    findings.extend(
+        Finding(sequence, name, "is in Elasticsearch beyond the cluster's last record (the "
+                                "cluster's newest records were removed)")
+        for sequence, (name, _) in sorted(copy.items()) if sequence > cluster_head)
+    return Comparison(tuple(sorted(findings, key=lambda finding: finding.sequence)),
+                      undelivered)

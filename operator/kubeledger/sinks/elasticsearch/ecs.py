@@ -13,13 +13,12 @@ snake_case names, as ECS asks of custom fields.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from kubeledger.core import kinds, model
+from kubeledger.core import chain, kinds, model
 
 # ECS 8.17.0 is the newest schema release of the 8.x line, matching the 8.x stack we target.
 # Every ECS field used below exists there with the type ``template`` gives it.
@@ -64,10 +63,12 @@ def to_document(
 ) -> dict[str, Any]:
     """The ECS document for the AuditRecord called ``name``.
 
-    ``spec`` arrives already redacted. The in-cluster baseline (``spec.snapshot``) is
-    deliberately left out: it is bookkeeping for the next diff, not audit content, and
-    would put whole objects into Elasticsearch. Unset values (None, empty strings and
-    lists) are omitted, so "field exists" queries mean "we know this".
+    ``spec`` arrives already redacted. The in-cluster baseline (``spec.snapshot``) is no
+    searchable field: it is bookkeeping for the next diff, not audit content. It travels
+    only inside ``kubeledger.chain.content``, the canonical JSON of the whole spec that
+    the record's hash covers, stored unindexed, so that Elasticsearch's copy of the trail
+    can be verified without the cluster (``trail``). Unset values (None, empty strings
+    and lists) are omitted, so "field exists" queries mean "we know this".
     """
     document = {
         "@timestamp": _timestamp(spec.observedAt),
@@ -157,13 +158,13 @@ def _orchestrator(spec: model.RecordSpec) -> dict[str, Any]:
 def _related(spec: model.RecordSpec) -> dict[str, Any]:
     """ECS ``related``: every user, hash and IP in the record, for one-field pivots."""
     initiator = spec.initiator
-    chain = spec.chain
+    link = spec.chain
     return {
         "user": _unique([initiator.impersonatedBy, initiator.username, initiator.declared]),
         "hash": _unique(
             [
-                chain.hash if chain else None,
-                chain.previousHash if chain else None,
+                link.hash if link else None,
+                link.previousHash if link else None,
                 spec.commit.sha,
             ]
         ),
@@ -195,7 +196,7 @@ def _kubeledger(name: str, spec: model.RecordSpec) -> dict[str, Any]:
             "repository": spec.commit.repository,
             "source": spec.commit.source.value,
         },
-        "chain": _chain(spec.chain),
+        "chain": _chain(spec),
     }
 
 
@@ -228,10 +229,12 @@ def _initiator(initiator: model.Initiator) -> dict[str, Any]:
     }
 
 
-def _chain(chain: model.Chain | None) -> dict[str, Any] | None:
-    if chain is None:
+def _chain(spec: model.RecordSpec) -> dict[str, Any] | None:
+    link = spec.chain
+    if link is None:
         return None
-    return {"sequence": chain.sequence, "previous_hash": chain.previousHash, "hash": chain.hash}
+    return {"sequence": link.sequence, "previous_hash": link.previousHash, "hash": link.hash,
+            "content": chain.canonical_json(spec.wire()).decode()}
 
 
 def _is_rbac(subject: model.Subject) -> bool:
@@ -252,8 +255,9 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _json(value: model.JsonValue) -> str:
-    # Sorted keys: the same value always gives the same text, so keyword matches work.
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    # The chain's canonical form: the same value always gives the same text, so keyword
+    # matches work, and a document rebuilt from its content (``trail``) says the same.
+    return chain.canonical_json(value).decode()
 
 
 def _unique(values: Iterable[str | None]) -> list[str]:

@@ -39,6 +39,23 @@ class SinkUnavailableError(RuntimeError):
     """Delivery failed; nothing was lost (the records stay in the cluster) and it is retried."""
 
 
+def client_for(settings: ElasticsearchSettings) -> AsyncElasticsearch:
+    """A client for ``settings``' cluster and credentials, without retries of its own: the
+    shipper retries a failed request with backoff for as long as it takes (a 429 per
+    document is retried by the bulk helper, see ``deliver``)."""
+    credentials: dict[str, Any] = {}
+    if settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else ""
+        credentials["basic_auth"] = (settings.username, password)
+    if settings.api_key is not None:
+        credentials["api_key"] = settings.api_key.get_secret_value()
+    if settings.ca_certs is not None:
+        credentials["ca_certs"] = str(settings.ca_certs)
+    return AsyncElasticsearch(settings.urls, verify_certs=settings.verify_certs,
+                              request_timeout=REQUEST_TIMEOUT_SECONDS, max_retries=0,
+                              retry_on_timeout=False, **credentials)
+
+
 class ElasticsearchSink:
     """Ships records to Elasticsearch as ECS documents."""
 
@@ -47,25 +64,7 @@ class ElasticsearchSink:
     def __init__(self, settings: ElasticsearchSettings, cluster_name: str) -> None:
         self._settings = settings
         self._cluster_name = cluster_name
-        credentials: dict[str, Any] = {}
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            credentials["basic_auth"] = (settings.username, password)
-        if settings.api_key is not None:
-            credentials["api_key"] = settings.api_key.get_secret_value()
-        if settings.ca_certs is not None:
-            credentials["ca_certs"] = str(settings.ca_certs)
-        self._client = AsyncElasticsearch(
-            settings.urls,
-            verify_certs=settings.verify_certs,
-            request_timeout=REQUEST_TIMEOUT_SECONDS,
-            # No retries inside the client: the shipper retries a failed request with
-            # backoff for as long as it takes (a 429 per document is retried by the bulk
-            # helper, see deliver).
-            max_retries=0,
-            retry_on_timeout=False,
-            **credentials,
-        )
+        self._client = client_for(settings)
 
     @property
     def where(self) -> str:

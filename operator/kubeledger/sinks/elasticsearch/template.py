@@ -25,7 +25,7 @@ TEMPLATE_PRIORITY = 200
 # The template's "version", for people reading the installed template (GET
 # _index_template/kubeledger): raise it with every mapping change. The sink puts the
 # template at every start whatever is installed, so nothing compares it.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 
 # Longest value kept as an exact keyword; longer values are still stored and, for the
 # text fields, searchable as words. Elasticsearch refuses terms over 32 KiB outright.
@@ -203,6 +203,9 @@ def _field_mappings() -> dict[str, dict[str, Any]]:
     # A malformed address (the apiserver reports what the client claimed) must not cost
     # the whole record: it stays in _source, unindexed.
     fields.update((path, {"type": "ip", "ignore_malformed": True}) for path in _IP_FIELDS)
+    # What the chain's hash covers, for verifying this copy: kept, never searched.
+    fields["kubeledger.chain.content"] = {"type": "keyword", "index": False,
+                                          "doc_values": False}
     return fields
 
 

@@ -1,0 +1,83 @@
+"""Reaching Elasticsearch from the command line, to read the trail's full history.
+
+Where and as whom come from the operator's own settings (``ELASTICSEARCH_URL``,
+``ELASTICSEARCH_USERNAME``/``PASSWORD`` or ``API_KEY``, ``ELASTICSEARCH_CA_CERTS``, the
+file of ``KUBELEDGER_CONFIG``), and ``--elasticsearch-url`` overrides the address. The
+user needs only to read the indices. What goes wrong becomes one ``CommandError`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, AsyncElasticsearch, AuthenticationException
+
+from kubeledger import config
+from kubeledger.cli.exits import NO_ACCESS, NOT_FOUND, USAGE, CommandError
+from kubeledger.config import ElasticsearchSettings
+from kubeledger.sinks.elasticsearch import trail
+from kubeledger.sinks.elasticsearch.sink import client_for
+
+T = TypeVar("T")
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--elasticsearch-url", metavar="URL",
+                        help="Elasticsearch (default: ELASTICSEARCH_URL; credentials from "
+                             "ELASTICSEARCH_USERNAME/PASSWORD or ELASTICSEARCH_API_KEY)")
+    parser.add_argument("--cluster-name", metavar="NAME",
+                        help="whose records, where Elasticsearch holds several clusters' "
+                             "(default: KUBELEDGER_CLUSTER_NAME, else the only one there)")
+
+
+def settings(args: argparse.Namespace) -> ElasticsearchSettings:
+    try:
+        found = config.load_elasticsearch()
+    except config.ConfigError as error:
+        raise CommandError(str(error), USAGE) from None
+    if args.elasticsearch_url:
+        found = found.model_copy(update={"urls": [args.elasticsearch_url]})
+    if not found.urls:
+        raise CommandError("reading Elasticsearch needs its address: set ELASTICSEARCH_URL "
+                           "or pass --elasticsearch-url", USAGE)
+    return found
+
+
+@asynccontextmanager
+async def connected(chosen: ElasticsearchSettings) -> AsyncIterator[AsyncElasticsearch]:
+    client = client_for(chosen)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def reading(chosen: ElasticsearchSettings, read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``, with its failure said in one line."""
+    where = ", ".join(chosen.urls)
+    try:
+        return await read()
+    except AuthenticationException:
+        raise CommandError(f"Elasticsearch at {where} rejected the credentials (401): check "
+                           "ELASTICSEARCH_USERNAME/PASSWORD or ELASTICSEARCH_API_KEY",
+                           NO_ACCESS) from None
+    except (ApiError, TransportError) as error:
+        raise CommandError(f"cannot read Elasticsearch at {where}: {error}", NO_ACCESS) from None
+
+
+async def cluster_name(client: AsyncElasticsearch, chosen: ElasticsearchSettings,
+                       args: argparse.Namespace, default: str | None) -> str:
+    """The cluster to read: the flag's, the setting's, or the only one in the indices."""
+    if args.cluster_name or default:
+        return str(args.cluster_name or default)
+    present = await trail.clusters(client, chosen.index_prefix)
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        raise CommandError(f"no records in Elasticsearch ({chosen.index_prefix}-*)", NOT_FOUND)
+    raise CommandError(f"Elasticsearch holds the records of clusters {', '.join(present)}: "
+                       "choose one with --cluster-name", USAGE)
