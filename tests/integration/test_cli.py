@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from integration.kubectl import Kubectl
+from integration.kubectl import Kubectl, eventually
 from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, deployment, unique
 from integration.operator import (
     ROLLOUT_STATUS,
@@ -27,13 +27,13 @@ from stack.cluster import Endpoints
 BIN = Path(sys.executable).parent
 
 
-def ledger(endpoints: Endpoints, *args: str, context: str = "admin",
-           plugin: bool = False) -> subprocess.CompletedProcess[str]:
+def ledger(endpoints: Endpoints, *args: str, context: str = "admin", plugin: bool = False,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``kubeledger ARGS``, or ``kubectl ledger ARGS`` (the plugin found on PATH)."""
     command = [str(endpoints.kubectl), "ledger"] if plugin else [str(BIN / "kubeledger")]
     return subprocess.run(
         [*command, *args, "--kubeconfig", str(endpoints.kubeconfig), "--context", context],
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(endpoints.directory)},
+        env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(endpoints.directory), **(env or {})},
         capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -129,3 +129,27 @@ def test_what_cannot_be_shown_is_one_line_and_its_exit_status(
 
     status, message = expected
     assert (done.returncode, done.stderr, done.stdout) == (status, message + "\n", "")
+
+
+def test_history_from_elasticsearch_is_the_same_timeline(
+        stack: Endpoints, elasticsearch: Any,
+        two_lives: tuple[str, list[str], dict[str, Any]]) -> None:
+    name, uids, _ = two_lives
+    from_cluster = json.loads(ledger(stack, "history", f"deployment/{name}", "-n", "demo",
+                                     "-o", "json").stdout)
+    env = {"ELASTICSEARCH_URL": stack.elasticsearch_url,
+           "ELASTICSEARCH_USERNAME": stack.elasticsearch_username,
+           "ELASTICSEARCH_PASSWORD": stack.elasticsearch_password}
+
+    def searched() -> list[dict[str, Any]] | None:
+        elasticsearch.indices.refresh(index="kubeledger-*")
+        done = ledger(stack, "history", f"deployment/{name}", "-n", "demo", "--source",
+                      "elasticsearch", "-o", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        found: list[dict[str, Any]] = json.loads(done.stdout)
+        return found if len(found) >= len(from_cluster) else None
+
+    from_elasticsearch = eventually(searched, what="every record's document")
+    assert [entry["record"] for entry in from_elasticsearch[:len(from_cluster)]] == [
+        entry["record"] for entry in from_cluster]
+    assert {entry["subject"]["uid"] for entry in from_elasticsearch} == set(uids)

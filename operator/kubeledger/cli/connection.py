@@ -57,3 +57,11 @@ async def reading(what: str, read: Callable[[], Awaitable[T]]) -> T:
         raise CommandError(f"not allowed to read {what}: {error}", NO_ACCESS) from None
     except errors.KubeError as error:
         raise CommandError(f"cannot read {what}: {error}", NO_ACCESS) from None
+
+
+def context_namespace(args: argparse.Namespace) -> str:
+    """The kubeconfig context's namespace, without reaching the cluster; else ``default``."""
+    try:
+        return connect(args).context_namespace
+    except CommandError:
+        return "default"

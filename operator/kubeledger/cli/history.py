@@ -1,31 +1,37 @@
-"""``kubeledger history KIND/NAME``: one object's timeline, read from its AuditRecords.
+"""``kubeledger history KIND/NAME``: one object's timeline, read from its AuditRecords
+or, with ``--source elasticsearch``, from the records its documents carry (the whole
+history, retention's removals from the cluster included).
 
-Records are found by their subject labels, so every life of the name (deleted and made
-again, each with its own uid) is in the timeline, in time order. The filters (since,
-user, action) narrow what is printed; a subject with no records at all is ``NOT_FOUND``.
+Records are found by their subject (labels in the cluster, fields in Elasticsearch), so
+every life of the name (deleted and made again, each with its own uid) is in the
+timeline, in time order. The filters (since, user, action) narrow what is printed; a
+subject with no records at all is ``NOT_FOUND``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubeledger.cli import connection, render
+from kubeledger.cli import connection, render, search
 from kubeledger.cli.exits import NOT_FOUND, OK, USAGE, CommandError
 from kubeledger.core import kinds, model
 from kubeledger.core.kinds import Resource
 from kubeledger.kube.api import Kubernetes
+from kubeledger.sinks.elasticsearch import trail
 
 # kubectl's short names for the kinds kubeledger audits.
 SHORT_NAMES = {"deploy": "deployments", "ro": "rollouts", "sts": "statefulsets",
                "ds": "daemonsets"}
 DURATION = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+SOURCES = ("cluster", "elasticsearch")
 HEADERS = ("TIME", "ACTION", "INITIATOR", "TOOL", "COMMIT", "CHANGES")
 
 Entry = dict[str, Any]  # a record's name and spec, as ``-o json`` prints it
@@ -37,8 +43,13 @@ def add(commands: Any) -> None:
         description=__doc__)
     parser.add_argument("target", metavar="KIND/NAME",
                         help="e.g. deployment/web, clusterrole/admin")
+    parser.add_argument("--source", choices=SOURCES, default="cluster",
+                        help="read the records in the cluster (default), or every document "
+                             "in Elasticsearch (the history retention removed from the "
+                             "cluster too)")
     connection.add_flags(parser, namespace_help="the object's namespace (default: the "
                                                 "context's, as kubectl)")
+    search.add_flags(parser)
     parser.add_argument("-o", "--output", choices=render.OUTPUTS, default="table")
     parser.add_argument("--since", type=since, metavar="DURATION|TIME",
                         help="only changes after this: 30m, 24h, 7d, or a time "
@@ -81,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
     if not slash or not kind or not name:
         raise CommandError(f"expected KIND/NAME (deployment/web), got {args.target!r}", USAGE)
     resource = resolve(kind)
-    cluster = connection.connect(args)
-    namespace = (args.namespace or cluster.context_namespace) if resource.namespaced else None
-    entries = asyncio.run(connection.reading(
-        "AuditRecords", lambda: timeline(cluster.api, resource, namespace, name)))
+    if args.source == "cluster":
+        cluster = connection.connect(args)
+        namespace = ((args.namespace or cluster.context_namespace) if resource.namespaced
+                     else None)
+        entries = asyncio.run(connection.reading(
+            "AuditRecords", lambda: timeline(cluster.api, resource, namespace, name)))
+    else:
+        namespace = ((args.namespace or connection.context_namespace(args))
+                     if resource.namespaced else None)
+        entries = asyncio.run(searched_timeline(args, resource, namespace, name))
     where = f"{namespace}/" if namespace else ""
     if not entries:
         raise CommandError(f"no records of {resource.kind} {where}{name}", NOT_FOUND)
@@ -108,8 +125,37 @@ async def timeline(api: Kubernetes, resource: Resource, namespace: str | None,
     }.items())
     found: list[Entry] = await api.list(kinds.RECORDS, entry, label_selector=selector)
     # A label holds at most 63 characters of the name: the spec has all of it.
-    mine = [each for each in found if each["subject"]["name"] == name]
-    return sorted(mine, key=lambda each: (moment(each), each.get("chain", {}).get("sequence", 0)))
+    return in_time_order(each for each in found if each["subject"]["name"] == name)
+
+
+def in_time_order(entries: Iterable[Entry]) -> list[Entry]:
+    """Oldest first; records of one instant in chain order."""
+    return sorted(entries, key=lambda each: (moment(each),
+                                             each.get("chain", {}).get("sequence", 0)))
+
+
+async def searched_timeline(args: argparse.Namespace, resource: Resource,
+                            namespace: str | None, name: str) -> list[Entry]:
+    """The object's timeline from Elasticsearch, read from the records its documents
+    carry; a document that fails its check is left out, and said so."""
+    chosen = search.settings(args)
+    subject = {"kind": resource.kind, "name": name, **({"namespace": namespace}
+                                                        if namespace else {})}
+    async with search.connected(chosen) as client:
+        cluster = await search.reading(chosen, lambda: search.cluster_name(
+            client, chosen, args, os.environ.get("KUBELEDGER_CLUSTER_NAME")))
+
+        async def read() -> list[trail.Document]:
+            return [found async for found in trail.documents(
+                client, chosen.index_prefix, cluster, subject=subject)]
+
+        found = await search.reading(chosen, read)
+    failed = [each.name for each in found if each.problem]
+    if failed:
+        print(f"left out {len(failed)} documents that fail their check (e.g. {failed[0]}): "
+              "see kubeledger verify --source elasticsearch", file=sys.stderr)
+    return in_time_order(entry({"metadata": {"name": each.name}, "spec": each.spec})
+                         for each in found if each.spec is not None and not each.problem)
 
 
 def entry(record: Mapping[str, Any]) -> Entry:

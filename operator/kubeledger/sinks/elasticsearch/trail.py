@@ -44,11 +44,16 @@ async def clusters(client: AsyncElasticsearch, prefix: str) -> list[str]:
     return [bucket["key"] for bucket in found["aggregations"]["clusters"]["buckets"]]
 
 
-async def documents(client: AsyncElasticsearch, prefix: str,
-                    cluster: str) -> AsyncIterator[Document]:
-    """Every chained document of ``cluster``, in sequence order, a page at a time."""
-    query = {"bool": {"filter": [{"term": {"orchestrator.cluster.name": cluster}},
-                                 {"exists": {"field": "kubeledger.chain.sequence"}}]}}
+async def documents(client: AsyncElasticsearch, prefix: str, cluster: str, *,
+                    subject: Mapping[str, str] | None = None) -> AsyncIterator[Document]:
+    """Every chained document of ``cluster`` (only those of one ``subject``, by its
+    ``kubeledger.subject.*`` fields, when given), in sequence order, a page at a time."""
+    query = {"bool": {"filter": [
+        {"term": {"orchestrator.cluster.name": cluster}},
+        {"exists": {"field": "kubeledger.chain.sequence"}},
+        *({"term": {f"kubeledger.subject.{field}": value}}
+          for field, value in (subject or {}).items()),
+    ]}}
     after: list[Any] | None = None
     while True:
         page = await client.search(index=f"{prefix}-*", query=query, sort=ORDER,
