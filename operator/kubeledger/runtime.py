@@ -24,6 +24,7 @@ from kubeledger.config import Settings
 from kubeledger.core import kinds
 from kubeledger.core.baselines import Baselines
 from kubeledger.core.kinds import Resource
+from kubeledger.core.model import RecordSpec
 from kubeledger.core.redaction import Redactor
 from kubeledger.first_listing import FirstListing
 from kubeledger.identity.admission import AdmissionCache
@@ -35,7 +36,7 @@ from kubeledger.recording import catchup, history, retention
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from kubeledger.sinks import Sink
-from kubeledger.sinks.delivery import PositionStore, Shipper
+from kubeledger.sinks.delivery import MAX_PENDING, PositionStore, Preloaded, Shipper
 from kubeledger.sinks.elasticsearch.sink import ElasticsearchSink
 from kubeledger.supervision import Supervisor
 
@@ -71,8 +72,12 @@ class Runtime:
         ``may_write`` is the fence of leader election: the ledger asks it before every write.
         """
         await crd.ensure(api)
-        found, listed = await _read_history_and_list(
-            api, kinds.audited(settings.watch_extra_kinds))
+        # Where delivery stands, so that reading the records also gives the shipper the
+        # ones it has not delivered (it would otherwise read every record once more).
+        delivered = ((await PositionStore(api, settings.namespace).load()).get(
+            ElasticsearchSink.name, 0) if settings.elasticsearch.enabled else None)
+        found, undelivered, listed = await _read_history_and_list(
+            api, kinds.audited(settings.watch_extra_kinds), delivered)
         baselines, head = found.baselines(), found.head
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     found.records, len(baselines), head.sequence)
@@ -102,7 +107,7 @@ class Runtime:
             inventory_per_second=settings.inventory_records_per_second,
         )
         runtime = cls(settings, api, baselines, recorder)
-        runtime._start_shipping(ledger)
+        runtime._start_shipping(ledger, undelivered)
         await catchup.record_vanished(recorder, baselines, listed)
         first_listing = runtime.first_listing = FirstListing(
             {resource: present.uids for resource, present in listed.items()})
@@ -114,15 +119,22 @@ class Runtime:
                                      runtime._prune_periodically)
         return runtime
 
-    def _start_shipping(self, ledger: Ledger) -> None:
-        """One shipper per configured sink, fed by the ledger as records are written."""
+    def _start_shipping(self, ledger: Ledger, undelivered: history.Undelivered | None) -> None:
+        """One shipper per configured sink, fed by the ledger as records are written and
+        starting from what start-up read after its position."""
         es = self.settings.elasticsearch
         if not es.enabled:
             logger.info("no Elasticsearch configured: records stay in the cluster only")
             return
         sink = ElasticsearchSink(es, self.settings.cluster_name)
+        preloaded = None
+        if undelivered is not None and undelivered.records is not None:
+            preloaded = Preloaded(undelivered.after, {
+                sequence: (name, RecordSpec.model_validate(spec))
+                for sequence, (name, spec) in undelivered.records.items()})
         shipper = Shipper(sink, self.api, PositionStore(self.api, self.settings.namespace),
-                          batch_size=es.batch_size, flush_interval=es.flush_interval_seconds)
+                          batch_size=es.batch_size, flush_interval=es.flush_interval_seconds,
+                          preloaded=preloaded)
         ledger.on_written.append(shipper.offer)
         self.sinks.append(sink)
         self.shippers.append(shipper)
@@ -167,21 +179,31 @@ class Runtime:
 
 
 async def _read_history_and_list(
-    api: Kubernetes, audited: list[Resource],
-) -> tuple[history.History, dict[Resource, catchup.Present]]:
-    """The records, and a listing of what exists now: independent, so both at once."""
+    api: Kubernetes, audited: list[Resource], delivered: int | None,
+) -> tuple[history.History, history.Undelivered | None, dict[Resource, catchup.Present]]:
+    """The records (and those after the ``delivered`` position), and a listing of what
+    exists now: independent, so both at once."""
     listing = asyncio.create_task(catchup.list_present(api, audited))
     try:
-        return await _read_history(api), await listing
+        found, undelivered = await _read_history(api, delivered)
+        return found, undelivered, await listing
     finally:
         listing.cancel()  # when reading the records failed; nothing once it is done
 
 
-async def _read_history(api: Kubernetes) -> history.History:
+async def _read_history(
+    api: Kubernetes, delivered: int | None,
+) -> tuple[history.History, history.Undelivered | None]:
     """What the existing records say; a refusal stops the start-up with what to fix."""
+
+    async def attempt() -> tuple[history.History, history.Undelivered | None]:
+        undelivered = (None if delivered is None
+                       else history.Undelivered(delivered, limit=MAX_PENDING))
+        return await history.read(api, undelivered), undelivered
+
     try:
         # At start-up nothing is at stake yet: a refusal surfaces at once.
-        return await backoff.retrying(lambda: history.read(api), what="load records",
+        return await backoff.retrying(attempt, what="load records",
                                       retry_on=(errors.Unavailable,))
     except errors.Refused as error:
         raise crd.AccessDeniedError(

@@ -261,3 +261,40 @@ async def test_without_ilm_rights_the_template_is_installed_and_the_gap_said(
                         "PUT /_index_template/kubeledger"]
     assert ("may not manage the ILM policy kubeledger (403): the index template "
             "names it") in caplog.text
+
+
+async def test_a_shipper_given_the_outbox_at_start_up_does_not_read_it_again() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    names = await write(Ledger(kube, chain.Head()), 4)
+    kube.config_maps[(NAMESPACE, delivery.POSITION_CONFIG_MAP)] = {"fake": "1"}
+    outbox = {record["spec"]["chain"]["sequence"]: (record["metadata"]["name"],
+                                                    model.RecordSpec.model_validate(
+                                                        record["spec"]))
+              for record in kube.of(kinds.RECORDS)}
+    preloaded = delivery.Preloaded(1, {seq: rec for seq, rec in outbox.items() if seq > 1})
+    shipper = Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=2,
+                      flush_interval=0.01, preloaded=preloaded)
+    calls_before = kube.calls["list"]
+
+    async with shipping(shipper):
+        await until(lambda: shipper.position == 4)
+
+    assert sink.delivered == names[1:]
+    assert kube.calls["list"] == calls_before
+
+
+async def test_an_outbox_read_after_another_position_is_not_trusted() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    names = await write(Ledger(kube, chain.Head()), 3)
+    # Read after position 2, but the stored position is 0: records 1 and 2 are not in it.
+    record_3 = kube.of(kinds.RECORDS)[2]
+    preloaded = delivery.Preloaded(2, {3: (record_3["metadata"]["name"],
+                                           model.RecordSpec.model_validate(record_3["spec"]))})
+    shipper = Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=5,
+                      flush_interval=0.01, preloaded=preloaded)
+
+    async with shipping(shipper):
+        await until(lambda: shipper.position == 3)
+
+    assert sink.delivered == names
+    assert kube.calls["list"] == 1

@@ -81,3 +81,21 @@ async def test_reading_folds_every_page_into_the_head_and_the_baselines() -> Non
     latest = {uid: baselines.get(uid) for uid in ("web", "api", "db")}
     assert {uid: b.snapshot["spec"]["replicas"] for uid, b in latest.items() if b} == {
         "web": 3, "api": 5, "db": 4}
+
+
+async def test_reading_keeps_the_records_after_the_delivery_position_for_the_shipper() -> None:
+    kube = FakeKube()
+    head = chain.Head()
+    for n in range(1, 6):
+        sealed, head = chain.seal(spec(n, uid="web"), head)
+        kube.add(kinds.RECORDS, {"metadata": {"name": f"record-{n}"}, "spec": sealed.wire()})
+
+    kept = history.Undelivered(after=3, limit=10)
+    await history.read(kube, kept)
+    too_many = history.Undelivered(after=0, limit=4)
+    await history.read(kube, too_many)
+
+    assert kept.records is not None
+    assert {sequence: name for sequence, (name, _) in kept.records.items()} == {
+        4: "record-4", 5: "record-5"}
+    assert too_many.records is None  # past the limit: the shipper reads them itself

@@ -3,7 +3,8 @@
 A new writer continues the trail, so it needs three things from it: the head of the hash
 chain, the baseline of every live object (what the next change is diffed against), and
 which of the last sequence numbers are present or declared lost (what a predecessor that
-stopped may have left in flight). Each page of records is folded into these and let go:
+stopped may have left in flight); the shipper, the records it has not delivered yet
+(``Undelivered``). Each page of records is folded into these and let go:
 start-up holds one page and the baselines, never the whole trail (50,000 records read
 whole held several hundred MiB).
 """
@@ -56,10 +57,34 @@ class History:
                 if sequence not in self._present and sequence not in self._declared_lost}
 
 
-async def read(api: Kubernetes) -> History:
-    """Every record in the cluster, folded (NotFound when the CRD is not installed)."""
+@dataclass
+class Undelivered:
+    """The records after a sink's delivery position, kept while start-up reads them all,
+    so that the shipper need not read every record a second time (at 60,000 records,
+    decoding them was most of the start-up). Given up (``records`` None) past ``limit``:
+    the shipper then reads them itself, a page at a time."""
+
+    after: int
+    limit: int
+    records: dict[int, tuple[str, Mapping[str, Any]]] | None = field(default_factory=dict)
+
+    def add(self, name: str, spec: Mapping[str, Any]) -> None:
+        sequence = (spec.get("chain") or {}).get("sequence", 0)
+        if self.records is None or sequence <= self.after:
+            return
+        if len(self.records) >= self.limit:
+            self.records = None
+            return
+        self.records[sequence] = (name, spec)
+
+
+async def read(api: Kubernetes, undelivered: Undelivered | None = None) -> History:
+    """Every record in the cluster, folded (NotFound when the CRD is not installed);
+    those after a delivery position are kept in ``undelivered`` too."""
     history = History()
     async for page in api.pages(kinds.RECORDS):
         for record in page:
             history.add(record["spec"])
+            if undelivered is not None:
+                undelivered.add(record["metadata"]["name"], record["spec"])
     return history

@@ -21,6 +21,7 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubeledger import backoff, metrics, sinks
@@ -62,11 +63,21 @@ class PositionStore:
             return {}  # nothing delivered yet
 
 
+@dataclass(frozen=True)
+class Preloaded:
+    """Every record after delivery position ``after``, read by start-up for the shipper:
+    it then need not read the outbox itself (see ``recording.history.Undelivered``)."""
+
+    after: int
+    records: Mapping[int, tuple[str, RecordSpec]]
+
+
 class Shipper:
     """Delivers every record after the stored position to one sink, in sequence order."""
 
     def __init__(self, sink: sinks.Sink, api: Kubernetes, store: PositionStore, *,
-                 batch_size: int, flush_interval: float) -> None:
+                 batch_size: int, flush_interval: float,
+                 preloaded: Preloaded | None = None) -> None:
         self._sink = sink
         self._api = api
         self._store = store
@@ -74,6 +85,7 @@ class Shipper:
         self._flush_interval = flush_interval
         self._pending: dict[int, tuple[str, RecordSpec]] = {}
         self._reload = True  # read the outbox from the cluster before trusting memory
+        self._preloaded = preloaded
         self._wake = asyncio.Event()
         self.position = 0
         # The highest sequence known written, for the backlog; reported once ``position``
@@ -110,6 +122,7 @@ class Shipper:
         positions = await self._store.load()
         self.position = positions.get(name, 0)
         self._position_loaded = True
+        self._take_preloaded()
         logger.info("shipping to %s from sequence %d", name, self.position + 1)
         while True:
             if self._reload:
@@ -156,6 +169,18 @@ class Shipper:
             # outage): read the outbox again.
             self._reload = True
         return batch
+
+    def _take_preloaded(self) -> None:
+        """The outbox as start-up read it, when it was read after this very position."""
+        preloaded, self._preloaded = self._preloaded, None
+        if preloaded is None or preloaded.after != self.position:
+            return
+        for sequence, record in preloaded.records.items():
+            self._pending.setdefault(sequence, record)
+            self._newest = max(self._newest, sequence)
+        self._reload = False
+        self._skip_missing()
+        self._report_backlog()
 
     async def _reload_from_cluster(self) -> None:
         await backoff.retrying(self._read_undelivered, what="read undelivered records",
