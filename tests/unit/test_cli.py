@@ -159,3 +159,12 @@ def test_a_mistaken_target_is_a_usage_error(target: str, message: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["history", target]) == exits.USAGE
     assert capsys.readouterr().err == message
+
+
+def test_a_summary_names_what_a_person_changed_before_the_rollout_it_started() -> None:
+    spec = {"changes": [{"path": "rollout.phase", "old": "complete", "new": "progressing"},
+                        {"path": "spec.template.spec.containers[name=app].image",
+                         "old": "app:1", "new": "app:2"}]}
+
+    assert render.summary(spec) == (
+        "spec.template.spec.containers[name=app].image: app:1 -> app:2 (+1 more)")

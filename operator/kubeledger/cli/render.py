@@ -17,6 +17,7 @@ OUTPUTS = ("table", "json", "yaml")
 NONE = "-"
 VERIFIED_MARK = "✓"
 VALUE_WIDTH = 40
+ROLLOUT_PATH = "rollout."  # the projection's rollout phase (core.projection)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -62,13 +63,14 @@ def subject(spec: Mapping[str, Any]) -> str:
 
 
 def summary(spec: Mapping[str, Any]) -> str:
-    """The changes in one line: the first changed field and how many more; else the
-    first reason (a creation, a rollout's end), else ``-``."""
+    """The changes in one line: the first changed field (one a person changed, before the
+    rollout's phase that follows from it) and how many more; else the first reason (a
+    creation, a rollout's end), else ``-``."""
     changes = spec.get("changes") or []
     if not changes:
         reasons = spec.get("reasons") or []
         return str(reasons[0]) if reasons else NONE
-    first = change(changes[0])
+    first = change(min(changes, key=lambda field: field["path"].startswith(ROLLOUT_PATH)))
     more = len(changes) - 1 + (1 if spec.get("changesTruncated") else 0)
     return f"{first} (+{more} more)" if more else first
 
