@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -173,26 +173,33 @@ class Settings(BaseModel):
 
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Reads the file (if any) and the environment into validated settings."""
-    env = dict(os.environ if environ is None else environ)
-    data = _read_file(env.get(CONFIG_FILE_ENV))
-    _merge_environment(data, env)
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(_problem(issue["loc"], issue["msg"]) for issue in error.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from None
+    return _validated(Settings, _gathered(environ))
 
 
 def load_elasticsearch(environ: dict[str, str] | None = None) -> ElasticsearchSettings:
     """Only the Elasticsearch settings (``ELASTICSEARCH_*`` and the file's section): what
     the command line needs to read the trail back, without the operator's own settings."""
+    return _validated(ElasticsearchSettings, _gathered(environ).get("elasticsearch") or {},
+                      within=("elasticsearch",))
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _gathered(environ: dict[str, str] | None) -> dict[str, Any]:
+    """The file's settings with the environment's laid over them."""
     env = dict(os.environ if environ is None else environ)
     data = _read_file(env.get(CONFIG_FILE_ENV))
     _merge_environment(data, env)
+    return data
+
+
+def _validated(model: type[ModelT], data: dict[str, Any], *,
+               within: tuple[str, ...] = ()) -> ModelT:
     try:
-        return ElasticsearchSettings.model_validate(data.get("elasticsearch") or {})
+        return model.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(_problem(("elasticsearch", *issue["loc"]), issue["msg"])
+        problems = "; ".join(_problem((*within, *issue["loc"]), issue["msg"])
                              for issue in error.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
 

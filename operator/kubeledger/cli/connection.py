@@ -52,7 +52,7 @@ async def reading(what: str, read: Callable[[], Awaitable[T]]) -> T:
         return await read()
     except errors.NotFound as error:
         raise CommandError(f"cannot read {what}: the AuditRecord CRD is not installed here "
-                      f"({error.summary})", NO_ACCESS) from None
+                           f"({error.summary})", NO_ACCESS) from None
     except errors.Refused as error:
         raise CommandError(f"not allowed to read {what}: {error}", NO_ACCESS) from None
     except errors.KubeError as error:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -24,7 +23,6 @@ from kubeledger.cli.exits import NOT_FOUND, OK, USAGE, CommandError
 from kubeledger.core import kinds, model
 from kubeledger.core.kinds import Resource
 from kubeledger.kube.api import Kubernetes
-from kubeledger.sinks.elasticsearch import trail
 
 # kubectl's short names for the kinds kubeledger audits.
 SHORT_NAMES = {"deploy": "deployments", "ro": "rollouts", "sts": "statefulsets",
@@ -138,18 +136,9 @@ async def searched_timeline(args: argparse.Namespace, resource: Resource,
                             namespace: str | None, name: str) -> list[Entry]:
     """The object's timeline from Elasticsearch, read from the records its documents
     carry; a document that fails its check is left out, and said so."""
-    chosen = search.settings(args)
     subject = {"kind": resource.kind, "name": name, **({"namespace": namespace}
                                                         if namespace else {})}
-    async with search.connected(chosen) as client:
-        cluster = await search.reading(chosen, lambda: search.cluster_name(
-            client, chosen, args, os.environ.get("KUBELEDGER_CLUSTER_NAME")))
-
-        async def read() -> list[trail.Document]:
-            return [found async for found in trail.documents(
-                client, chosen.index_prefix, cluster, subject=subject)]
-
-        found = await search.reading(chosen, read)
+    _, found = await search.documents(args, subject=subject)
     failed = [each.name for each in found if each.problem]
     if failed:
         print(f"left out {len(failed)} documents that fail their check (e.g. {failed[0]}): "

@@ -9,7 +9,8 @@ user needs only to read the indices. What goes wrong becomes one ``CommandError`
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -81,3 +82,18 @@ async def cluster_name(client: AsyncElasticsearch, chosen: ElasticsearchSettings
         raise CommandError(f"no records in Elasticsearch ({chosen.index_prefix}-*)", NOT_FOUND)
     raise CommandError(f"Elasticsearch holds the records of clusters {', '.join(present)}: "
                        "choose one with --cluster-name", USAGE)
+
+
+async def documents(args: argparse.Namespace, *, subject: Mapping[str, str] | None = None,
+                    ) -> tuple[str, list[trail.Document]]:
+    """The cluster read and its chained documents (one ``subject``'s, when given)."""
+    chosen = settings(args)
+    async with connected(chosen) as client:
+        name = await reading(chosen, lambda: cluster_name(
+            client, chosen, args, os.environ.get("KUBELEDGER_CLUSTER_NAME")))
+
+        async def read() -> list[trail.Document]:
+            return [found async for found in trail.documents(
+                client, chosen.index_prefix, name, subject=subject)]
+
+        return name, await reading(chosen, read)

@@ -23,7 +23,6 @@ from kubeledger.cli.exits import NO_ACCESS, OK, PROBLEMS, CommandError
 from kubeledger.core import chain, kinds
 from kubeledger.kube import api
 from kubeledger.recording import retention
-from kubeledger.sinks.elasticsearch import trail
 
 DEFAULT_NAMESPACE = "kubeledger"
 SOURCES = ("cluster", "elasticsearch", "both")
@@ -85,16 +84,7 @@ def verify_cluster(args: argparse.Namespace) -> tuple[bool, Links, int]:
 
 
 async def verify_elasticsearch(args: argparse.Namespace) -> tuple[bool, Links]:
-    chosen = search.settings(args)
-    async with search.connected(chosen) as client:
-        name = await search.reading(chosen, lambda: search.cluster_name(
-            client, chosen, args, os.environ.get("KUBELEDGER_CLUSTER_NAME")))
-
-        async def read() -> list[trail.Document]:
-            return [found async for found in trail.documents(client, chosen.index_prefix,
-                                                             name)]
-
-        found = await search.reading(chosen, read)
+    name, found = await search.documents(args)
     unreadable = [chain.Finding(each.sequence or 0, each.name, each.problem)
                   for each in found if each.problem]
     pairs = [(each.name, each.spec) for each in found if each.spec is not None]
