@@ -7,8 +7,9 @@ object's baseline and the head of the hash chain (a new leader continues the cha
 the records, never from what an earlier leader held); then deletions that happened while
 nobody was writing, from a listing (made while the records are read) that also says what
 kopf's first listing will deliver (``first_listing``). Only after that do kopf's watches
-start delivering events. Background work (shipping, the periodic checks) runs under the
-``supervision.Supervisor``, whose problems make the liveness probe fail."""
+start delivering events. Background work (shipping, the periodic checks, the watch on
+record deletions) runs under the ``supervision.Supervisor``, whose problems make the
+liveness probe fail."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import crd, errors
 from kubeledger.kube.api import Kubernetes
-from kubeledger.recording import catchup, history, retention
+from kubeledger.recording import break_glass, catchup, history, retention
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from kubeledger.sinks import Sink
@@ -58,6 +59,8 @@ class Runtime:
     shippers: list[Shipper] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
     supervisor: Supervisor = field(default_factory=Supervisor)
+    # The records retention is removing: the watch on deletions records everyone else's.
+    removals: break_glass.Removals = field(default_factory=set)
 
     @property
     def audited(self) -> list[Resource]:
@@ -114,6 +117,8 @@ class Runtime:
         runtime.supervisor.spawn("the wait for the first listings",
                                  functools.partial(first_listing.run, api))
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
+        runtime.supervisor.spawn("the watch on record deletions", functools.partial(
+            break_glass.watch, api, recorder, runtime.removals))
         if runtime.shippers:  # without a sink the cluster holds the only copy: keep it all
             runtime.supervisor.spawn("the removal of expired records",
                                      runtime._prune_periodically)
@@ -163,7 +168,8 @@ class Runtime:
             try:
                 await retention.prune(
                     self.api, self.settings.namespace, retention=keep,
-                    delivered_up_to=min(shipper.position for shipper in self.shippers))
+                    delivered_up_to=min(shipper.position for shipper in self.shippers),
+                    removals=self.removals)
             except errors.KubeError:
                 logger.exception("removing expired records failed; trying again next time")
 

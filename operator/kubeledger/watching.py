@@ -138,6 +138,8 @@ class NoDiffBase(kopf.DiffBaseStorage):
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         body = event["object"]
+        if not resource.audits(body["metadata"]["name"]):
+            return  # kopf cannot select by name: every other CRD comes here too
         runtime: Runtime = memo.runtime
         runtime.handed(resource, event["type"], body["metadata"]["uid"])
         # Not waiting for the record: the object's next event may be taken meanwhile.

@@ -101,6 +101,17 @@ rules:
         resources: ["roles", "clusterroles", "rolebindings", "clusterrolebindings"]
       - group: argoproj.io
         resources: ["rollouts", "rollouts/scale"]
+      - group: admissionregistration.k8s.io
+        resources: ["validatingadmissionpolicies", "validatingadmissionpolicybindings"]
+      - group: apiextensions.k8s.io
+        resources: ["customresourcedefinitions"]
+  # Records are never changed and only retention deletes them: a deletion by anyone else
+  # (break-glass) is recorded, with its initiator from here.
+  - level: RequestResponse
+    verbs: ["delete", "deletecollection"]
+    resources:
+      - group: kubeledger.io
+        resources: ["auditrecords"]
   - level: None
 """
 

@@ -1,14 +1,16 @@
 """An in-memory Kubernetes for unit tests: ``kube.api.Kubernetes`` over a dict.
 
 It keeps objects by (resource, namespace, name), gives each write a resourceVersion,
-answers with the errors of ``kubeledger.kube.errors`` as the apiserver would (404, 409),
-and counts every call. ``fail`` queues failures for the next calls of one method, so a
+answers with the errors of ``kubeledger.kube.errors`` as the apiserver would (404, 409,
+410 for a watch from a version no longer kept), keeps the watch history of every write
+and deletion, and counts every call. ``fail`` queues failures for the next calls of one method, so a
 test can stage an outage, a refusal or a lost answer (the write happens, then the call
 fails: a timeout after the apiserver acted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from collections import Counter, defaultdict, deque
@@ -40,6 +42,12 @@ class FakeKube:
         self.after_list: list[Callable[[], Awaitable[None]]] = []
         # Objects per page of ``pages``, small so that tests see several pages.
         self.page_size = 3
+        # The watch history: (resourceVersion, group and plural, event), oldest first, and
+        # the oldest version still kept (``compact``).
+        self.history: list[tuple[int, tuple[str, str], Object]] = []
+        self._kept_from = 0
+        self._changed = asyncio.Event()
+        self._version = 999
 
     def fail(self, method: str, error: errors.KubeError, *, times: int = 1,
              after: bool = False) -> None:
@@ -49,9 +57,23 @@ class FakeKube:
     def add(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         """Puts an object into the cluster directly (as someone else would)."""
         stored = copy.deepcopy(dict(body))
-        stored["metadata"]["resourceVersion"] = str(next(self._versions))
-        self.objects[_key(resource, stored["metadata"])] = stored
+        key = _key(resource, stored["metadata"])
+        stored["metadata"]["resourceVersion"] = self._next_version()
+        self._happened("MODIFIED" if key in self.objects else "ADDED", resource, stored)
+        self.objects[key] = stored
         return copy.deepcopy(stored)
+
+    def remove(self, resource: Resource, name: str) -> None:
+        """Deletes a cluster-scoped object directly (as someone else would)."""
+        gone = self.objects.pop((resource.group, resource.plural, "", name))
+        gone["metadata"]["resourceVersion"] = self._next_version()
+        self._happened("DELETED", resource, gone)
+
+    def compact(self) -> None:
+        """Forgets the watch history so far, as etcd's compaction does: a watch from an
+        earlier version is Gone."""
+        self._kept_from = self._version + 1
+        self.history.clear()
 
     def of(self, resource: Resource) -> list[Object]:
         """The stored objects of ``resource``, in order of creation."""
@@ -85,6 +107,7 @@ class FakeKube:
         with self._call("list"):
             listed = [body for body in self.of(resource)
                       if namespace in (None, body["metadata"].get("namespace"))
+                      and resource.audits(body["metadata"]["name"])  # its field selector
                       and wanted.items() <= (body["metadata"].get("labels") or {}).items()]
         for start in range(0, len(listed), self.page_size):
             yield listed[start:start + self.page_size]
@@ -95,7 +118,9 @@ class FakeKube:
         with self._call("create"):
             if _key(resource, body["metadata"]) in self.objects:
                 raise errors.Conflict(f"409 {body['metadata']['name']} exists", status=409)
-            return self.add(resource, body)
+            # The apiserver gives every new object its uid.
+            uid = body["metadata"].get("uid") or f"uid-{next(self._versions)}"
+            return self.add(resource, {**body, "metadata": {**body["metadata"], "uid": uid}})
 
     async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         with self._call("replace"):
@@ -109,8 +134,30 @@ class FakeKube:
 
     async def delete(self, resource: Resource, name: str) -> None:
         with self._call("delete"):
-            if self.objects.pop((resource.group, resource.plural, "", name), None) is None:
+            if (resource.group, resource.plural, "", name) not in self.objects:
                 raise errors.NotFound(f"404 {name} not found", status=404)
+            self.remove(resource, name)
+
+    async def collection_version(self, resource: Resource) -> str:
+        with self._call("collection_version"):
+            return str(self._version)
+
+    async def watch(self, resource: Resource, *,
+                    resource_version: str) -> AsyncIterator[Object]:
+        """Every change after ``resource_version``, then waits for more (never ends)."""
+        with self._call("watch"):
+            if int(resource_version) < self._kept_from - 1:
+                raise errors.Gone("410 too old resource version", status=410)
+        seen = int(resource_version)
+        while True:
+            coming = [(version, event) for version, kind, event in self.history
+                      if version > seen and kind == (resource.group, resource.plural)]
+            for version, event in coming:
+                seen = version
+                yield copy.deepcopy(event)
+            if not coming:
+                self._changed.clear()
+                await self._changed.wait()
 
     async def read_config_map(self, namespace: str, name: str) -> dict[str, str]:
         with self._call("read_config_map"):
@@ -122,6 +169,15 @@ class FakeKube:
                                data: Mapping[str, str]) -> None:
         with self._call("write_config_map"):
             self.config_maps[(namespace, name)] = dict(data)
+
+    def _next_version(self) -> str:
+        self._version = next(self._versions)
+        return str(self._version)
+
+    def _happened(self, event_type: str, resource: Resource, body: Object) -> None:
+        event = {"type": event_type, "object": copy.deepcopy(body)}
+        self.history.append((self._version, (resource.group, resource.plural), event))
+        self._changed.set()
 
     def _call(self, method: str) -> _Call:
         self.calls[method] += 1

@@ -1,7 +1,8 @@
 """What is audited is said once (``core.kinds``); the chart and the test stack agree with it.
 
-The chart's webhook rules and the local stack's audit policy name resources the way the
-apiserver matches them; a kind left out there would be recorded without its initiator.
+The chart's webhook rules (for the kinds a webhook can see) and the local stack's audit
+policy name resources the way the apiserver matches them; a kind left out there would be
+recorded without its initiator.
 The chart is rendered with the real ``helm`` (see ``test_chart``).
 """
 
@@ -54,7 +55,7 @@ def test_the_chart_webhook_sees_exactly_the_audited_kinds(tmp_path: Path,
                                                           extra: list[str]) -> None:
     rules = webhook_rules(tmp_path, "--set-json", f"watch.extraKinds={json.dumps(extra)}")
 
-    assert named(rules) == expected(kinds.audited(extra))
+    assert named(rules) == expected([r for r in kinds.audited(extra) if r.webhook])
     versions = {(r.group, r.version) for r in kinds.every_audited()}
     assert {(group, version) for rule in rules for group in rule["apiGroups"]
             for version in rule["apiVersions"]} <= versions
@@ -62,14 +63,36 @@ def test_the_chart_webhook_sees_exactly_the_audited_kinds(tmp_path: Path,
 
 def test_the_stack_audit_policy_covers_every_kind_that_can_be_audited() -> None:
     policy = yaml.safe_load(cluster.AUDIT_POLICY)
-    (kept,) = [rule for rule in policy["rules"] if rule["level"] == "RequestResponse"]
-    listed = {(entry.get("group", ""), resource) for entry in kept["resources"]
+    writes, _deletions, nothing_else = policy["rules"]
+    listed = {(entry.get("group", ""), resource) for entry in writes["resources"]
               for resource in entry["resources"]}
 
     every = kinds.every_audited()
+    assert writes["level"] == "RequestResponse"
     assert {(r.group, r.plural) for r in every} <= listed
     assert listed <= expected(every)
+    assert nothing_else == {"level": "None"}
+
+
+def test_the_stack_audit_policy_logs_who_deletes_a_record() -> None:
+    deletions = yaml.safe_load(cluster.AUDIT_POLICY)["rules"][1]
+
+    assert deletions == {"level": "RequestResponse", "verbs": ["delete", "deletecollection"],
+                         "resources": [{"group": kinds.RECORDS.group,
+                                        "resources": [kinds.RECORDS.plural]}]}
 
 
 def test_the_audit_receiver_keeps_events_of_every_kind_that_can_be_audited() -> None:
     assert {r.plural for r in kinds.every_audited()} == audit.AUDITED_RESOURCES
+    assert {kinds.RECORDS.plural} == audit.AUDITED_DELETIONS
+
+
+def test_the_protection_is_audited_without_a_webhook_and_the_crd_alone() -> None:
+    audited = kinds.audited()
+
+    assert set(kinds.PROTECTION) <= set(audited)
+    assert not any(r.webhook for r in kinds.PROTECTION)
+    assert kinds.RECORDS_CRD.field_selector == "metadata.name=auditrecords.kubeledger.io"
+    assert kinds.RECORDS_CRD.audits("auditrecords.kubeledger.io")
+    assert not kinds.RECORDS_CRD.audits("rollouts.argoproj.io")
+    assert kinds.ADMISSION_POLICIES.audits("anything")

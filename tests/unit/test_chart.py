@@ -684,20 +684,58 @@ def test_records_are_guarded_by_an_admission_policy_the_apiserver_enforces(
                                "validationActions": ["Deny"]}
     spec = policy["spec"]
     assert spec["failurePolicy"] == "Fail"
-    assert spec["matchConstraints"]["resourceRules"] == [{
-        "apiGroups": ["kubeledger.io"], "apiVersions": ["*"],
-        "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["auditrecords"]}]
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["kubeledger.io"], "apiVersions": ["*"],
+         "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["auditrecords"]},
+        # Deleting the CRD deletes every record.
+        {"apiGroups": ["apiextensions.k8s.io"], "apiVersions": ["*"], "operations": ["DELETE"],
+         "resources": ["customresourcedefinitions"],
+         "resourceNames": ["auditrecords.kubeledger.io"]}]
     variables = {variable["name"]: variable["expression"] for variable in spec["variables"]}
     assert variables == {
+        "record": "request.resource.resource == 'auditrecords'",
         "operator": f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:'
                     f'{FULLNAME}"',
         "breakGlass": f"{break_glass}.exists(g, g in request.userInfo.groups)"}
     assert {rule["reason"] for rule in spec["validations"]} == {"Forbidden"}
-    deletion = spec["validations"][-1]
-    assert deletion["expression"] == (
-        "request.operation != 'DELETE' || variables.operator || variables.breakGlass")
+    *about_records, about_crd = spec["validations"]
+    # Every rule about records leaves the CRD's deletion to the last one.
+    assert all(rule["expression"].startswith("!variables.record || ")
+               for rule in about_records)
+    deletion = about_records[-1]
+    assert deletion["expression"] == ("!variables.record || request.operation != 'DELETE' || "
+                                      "variables.operator || variables.breakGlass")
     assert ("or by a member of kubeledger:break-glass, sre (break-glass)" in deletion["message"]
             ) is (values == "full")
+    # Not even the operator deletes its CRD: it only creates and upgrades it.
+    assert about_crd["expression"] == "variables.record || variables.breakGlass"
+    assert about_crd["message"].startswith(
+        "the AuditRecord CRD cannot be deleted: it would delete every record")
+    assert ("(only a member of kubeledger:break-glass, sre may, break-glass)"
+            in about_crd["message"]) is (values == "full")
+
+
+def test_the_guard_and_the_operators_rbac_carry_the_protection_label(
+        default_manifests: list[Manifest]) -> None:
+    labelled = {(doc["kind"], doc["metadata"]["name"]) for doc in default_manifests
+                if doc["metadata"].get("labels", {}).get("kubeledger.io/protection") == "true"}
+
+    policy = f"{FULLNAME}-protect-records"
+    assert labelled == {("ValidatingAdmissionPolicy", policy),
+                        ("ValidatingAdmissionPolicyBinding", policy),
+                        *((kind, FULLNAME) for kind in ("ClusterRole", "ClusterRoleBinding",
+                                                        "Role", "RoleBinding"))}
+
+
+def test_the_operator_reads_what_protects_the_records(default_manifests: list[Manifest]) -> None:
+    read = {(group, resource) for rule in only(default_manifests, "ClusterRole")["rules"]
+            if {"get", "list", "watch"} <= set(rule["verbs"]) and "resourceNames" not in rule
+            for group in rule["apiGroups"] for resource in rule["resources"]}
+
+    assert {("admissionregistration.k8s.io", "validatingadmissionpolicies"),
+            ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"),
+            ("apiextensions.k8s.io", "customresourcedefinitions"),
+            ("kubeledger.io", "auditrecords")} <= read
 
 
 def test_the_guard_can_be_left_out(helm: Helm) -> None:

@@ -17,6 +17,10 @@ from unit import records
 from unit.fake_kube import FakeKube
 
 LATER = records.OBSERVED_AT + timedelta(hours=1)
+NOT_AUDITED_POD = ("'pod' is not a kind kubeledger audits (deployment, rollout, role, "
+                   "clusterrole, rolebinding, clusterrolebinding, validatingadmissionpolicy, "
+                   "validatingadmissionpolicybinding, customresourcedefinition, statefulset, "
+                   "daemonset)")
 
 
 @pytest.mark.parametrize("kind", ["deployment", "deploy", "deployments", "Deployment",
@@ -29,9 +33,7 @@ def test_an_unknown_kind_says_which_kinds_are_audited() -> None:
     with pytest.raises(exits.CommandError) as raised:
         history.resolve("pod")
     assert raised.value.status == exits.USAGE
-    assert str(raised.value) == ("'pod' is not a kind kubeledger audits (deployment, rollout, "
-                                 "role, clusterrole, rolebinding, clusterrolebinding, "
-                                 "statefulset, daemonset)")
+    assert str(raised.value) == NOT_AUDITED_POD
 
 
 def test_since_takes_a_duration_or_a_time() -> None:
@@ -152,8 +154,7 @@ def test_without_a_cluster_to_talk_to_a_command_says_so_in_one_line(
 
 @pytest.mark.parametrize(("target", "message"), [
     ("web", "kubeledger: expected KIND/NAME (deployment/web), got 'web'\n"),
-    ("pod/web", "kubeledger: 'pod' is not a kind kubeledger audits (deployment, rollout, role, "
-                "clusterrole, rolebinding, clusterrolebinding, statefulset, daemonset)\n"),
+    ("pod/web", f"kubeledger: {NOT_AUDITED_POD}\n"),
 ])
 def test_a_mistaken_target_is_a_usage_error(target: str, message: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -199,3 +199,15 @@ def test_request_and_response_bodies_are_never_stored() -> None:
     assert len(log) == 1
     assert leaked not in repr(vars(log))
     assert leaked.encode() not in pickle.dumps(log)
+
+
+def test_of_records_only_deletions_are_kept() -> None:
+    log = AuditLog()
+    record = updated("48400")
+
+    log.ingest(io.event_list(io.audit_event("create", record, resource="auditrecords"),
+                             io.audit_event("delete", io.deletion_status(record),
+                                            resource="auditrecords")))
+
+    assert log.lookup(UID, "48400") is None  # the operator's own writes: never waited for
+    assert log.lookup_deletion(UID) is not None

@@ -93,7 +93,8 @@ async def paged_server(pages: list[list[str]]) -> AsyncIterator[tuple[int, list[
                 pass  # the headers
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.split()[1].decode()).query)
             index = int(query.get("continue", ["0"])[0])
-            asked.append(f"page {index}")
+            selected = "".join(f" where {each}" for each in query.get("fieldSelector", []))
+            asked.append(f"page {index}{selected}")
             more = {"continue": str(index + 1)} if index + 1 < len(pages) else {}
             body = json.dumps({"items": [{"metadata": {"name": name}} for name in pages[index]],
                                "metadata": more}).encode()
@@ -122,3 +123,11 @@ async def test_a_listing_arrives_page_by_page_and_the_next_page_is_read_ahead() 
 
     assert seen == [["a", "b"], ["c"], ["d"]]
     assert asked == ["page 0", "page 1", "took 0", "page 2", "took 1", "took 2"]
+
+
+async def test_a_kind_audited_for_one_object_is_listed_for_that_object_only() -> None:
+    async with paged_server([["auditrecords.kubeledger.io"]]) as (port, asked):
+        listed = await kube_at(port).list(kinds.RECORDS_CRD, lambda item: item)
+
+    assert len(listed) == 1
+    assert asked == ["page 0 where metadata.name=auditrecords.kubeledger.io"]

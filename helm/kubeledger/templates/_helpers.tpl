@@ -36,6 +36,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+Marks what protects the audit trail (the records' admission policy and binding, the
+operator's own RBAC): the operator records every change to a labelled object, and a
+critical one when it weakens the guard or removes this label.
+*/}}
+{{- define "kubeledger.protectionLabel" -}}
+kubeledger.io/protection: "true"
+{{- end }}
+
 {{/* The ServiceAccount the operator runs as, created by the chart or not. */}}
 {{- define "kubeledger.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}

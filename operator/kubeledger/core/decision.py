@@ -217,6 +217,6 @@ def _deletion(subject: Subject, old: dict[str, Any], observation: Observation,
 
 def _context(subject: Subject, role_rules: RoleRulesResolver, *,
              earlier: tuple[bytes, ...] = ()) -> classify.Context:
-    return classify.Context(namespace=subject.namespace or "",
+    return classify.Context(namespace=subject.namespace or "", name=subject.name,
                             older_revision_fingerprints=frozenset(earlier),
                             resolve_role_rules=role_rules)

@@ -2,8 +2,11 @@
 
 Deployments and the four RBAC kinds are always audited; Argo Rollouts too (kopf starts
 that watch only once the CRD exists); StatefulSets and DaemonSets when configured
-(``watch_extra_kinds``). The rest are read or written, never watched: the operator's
-own AuditRecords, its CRD, and the GitOps objects that say who synced a change.
+(``watch_extra_kinds``); and what protects the trail itself (``PROTECTION``): the
+ValidatingAdmissionPolicies and their bindings, and the AuditRecord CRD (that one object
+only). The rest are read or written, never watched by kopf: the operator's own
+AuditRecords (watched for their deletions alone, ``recording.break_glass``), the other
+CRDs, and the GitOps objects that say who synced a change.
 
 Whatever else must agree with this list is derived from it or checked against it: the
 settings' choice of extra kinds (``config``), the audit events kept (``identity.audit``),
@@ -12,6 +15,7 @@ and, by a unit test, the chart's webhook rules and the test stack's audit policy
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -30,10 +34,27 @@ class Resource:
     # Has a ``scale`` subresource: writes through it (``kubectl scale``, autoscalers) are
     # seen by a webhook or an audit policy only when a rule names ``<plural>/scale``.
     scalable: bool = False
+    # Named by the chart's admission webhook rules. Not for admissionregistration objects,
+    # which the apiserver never sends to webhooks, nor for the one audited CRD: a rule
+    # cannot name a single object, and every CRD write of the cluster would wait for the
+    # webhook. Their initiators come from the audit log alone.
+    webhook: bool = True
+    # Only the object of this name is audited (the records' CRD among every CRD): listings
+    # select it by name where they can, and handlers skip the others (``audits``).
+    only: str | None = None
 
     @property
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def field_selector(self) -> str | None:
+        """The listing's field selector that keeps only the audited object, if one."""
+        return None if self.only is None else f"metadata.name={self.only}"
+
+    def audits(self, name: str) -> bool:
+        """Whether the object of this name is audited."""
+        return self.only is None or name == self.only
 
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -59,6 +80,18 @@ RECORDS = Resource(model.GROUP, model.VERSION, model.PLURAL, model.KIND, namespa
 CUSTOM_RESOURCE_DEFINITIONS = Resource("apiextensions.k8s.io", "v1",
                                        "customresourcedefinitions",
                                        "CustomResourceDefinition", namespaced=False)
+ADMISSION_GROUP = "admissionregistration.k8s.io"
+# What keeps the records safe, audited so that removing or weakening it is seen.
+ADMISSION_POLICIES = Resource(ADMISSION_GROUP, "v1", "validatingadmissionpolicies",
+                              "ValidatingAdmissionPolicy", namespaced=False, webhook=False)
+ADMISSION_POLICY_BINDINGS = Resource(ADMISSION_GROUP, "v1", "validatingadmissionpolicybindings",
+                                     "ValidatingAdmissionPolicyBinding", namespaced=False,
+                                     webhook=False)
+RECORDS_CRD_NAME = f"{model.PLURAL}.{model.GROUP}"
+RECORDS_CRD = dataclasses.replace(CUSTOM_RESOURCE_DEFINITIONS, webhook=False,
+                                  only=RECORDS_CRD_NAME)
+PROTECTION = (ADMISSION_POLICIES, ADMISSION_POLICY_BINDINGS, RECORDS_CRD)
+
 # One writer at a time: leader election on a Lease in the operator's namespace; the
 # replicas find each other through the EndpointSlices of their webhook Service.
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
@@ -80,7 +113,7 @@ def audited(extra_kinds: Iterable[str] = ()) -> list[Resource]:
     """Every resource whose changes become records."""
     return [
         DEPLOYMENTS, ROLLOUTS, ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS,
-        *(EXTRA_WORKLOADS[name] for name in extra_kinds),
+        *PROTECTION, *(EXTRA_WORKLOADS[name] for name in extra_kinds),
     ]
 
 

@@ -6,12 +6,13 @@ The audit webhook receiver passes every ``audit.k8s.io/v1`` EventList the apiser
 audit events, so the event of a write often arrives a second or so *after* its watch event:
 waiting is part of the lookup.
 
-Only successful writes to audited resources at stage ``ResponseComplete`` are kept, and
-only when the response object names the object's uid and new resourceVersion (audit level
-``RequestResponse``): that pair is an exact join key with the watch event. A write through
-a subresource (``deployments/scale``) answers with the Deployment's uid and resourceVersion,
-so it joins the same way. Server-side dry runs are skipped: their response repeats the
-current resourceVersion and would impersonate the write that made it.
+Only successful writes to audited resources (of AuditRecords: deletions) at stage
+``ResponseComplete`` are kept, and only when the response object names the object's uid
+and new resourceVersion (audit level ``RequestResponse``): that pair is an exact join key
+with the watch event. A write through a subresource (``deployments/scale``) answers with
+the Deployment's uid and resourceVersion, so it joins the same way. Server-side dry runs
+are skipped: their response repeats the current resourceVersion and would impersonate
+the write that made it.
 
 Request and response bodies may hold secrets; nothing but the identity fields is kept,
 and only those are relayed to the other replicas (``peers``): ``ingest`` returns them as
@@ -34,6 +35,9 @@ from kubeledger.identity.user import User
 # Every kind that can be audited, switched on or not: an event of a kind not watched
 # only waits in the store until it expires.
 AUDITED_RESOURCES = frozenset(resource.plural for resource in kinds.every_audited())
+# Resources whose deletions alone are kept: a record deleted outside retention becomes a
+# record itself (``recording.break_glass``), while records' creations are the operator's.
+AUDITED_DELETIONS = frozenset({kinds.RECORDS.plural})
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 # The resourceVersion slot of a deletion's key: deletions are looked up by uid alone.
 DELETION = "DELETE"
@@ -185,10 +189,14 @@ def _is_audited_write(event: Mapping[str, Any]) -> bool:
     return (
         event.get("stage") == "ResponseComplete"
         and event.get("verb") in WRITE_VERBS
-        and (event.get("objectRef") or {}).get("resource") in AUDITED_RESOURCES
+        and _is_audited(event.get("verb"), (event.get("objectRef") or {}).get("resource"))
         and isinstance(code, int) and 200 <= code < 300
         and not _is_dry_run(event.get("requestURI") or "")
     )
+
+
+def _is_audited(verb: object, resource: object) -> bool:
+    return resource in AUDITED_RESOURCES or (verb == "delete" and resource in AUDITED_DELETIONS)
 
 
 def _is_dry_run(request_uri: str) -> bool:

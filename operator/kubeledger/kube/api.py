@@ -25,7 +25,7 @@ Page = list[Object]
 
 
 class Kubernetes(Protocol):
-    """The apiserver calls the operator makes; kopf does the watching."""
+    """The apiserver calls the operator makes; kopf does the watching of audited kinds."""
 
     async def get(self, resource: Resource, name: str, *,
                   namespace: str | None = None) -> Object:
@@ -47,6 +47,20 @@ class Kubernetes(Protocol):
 
         For readers that fold what they read: they hold one page, however many objects
         there are (50,000 records at start-up). NotFound when the resource does not exist.
+        """
+        ...
+
+    async def collection_version(self, resource: Resource) -> str:
+        """The resourceVersion of a listing of ``resource`` now (a list of one object):
+        where a watch that must not replay what exists starts."""
+        ...
+
+    def watch(self, resource: Resource, *, resource_version: str) -> AsyncIterator[Object]:
+        """The changes of a cluster-scoped ``resource`` after ``resource_version``, as
+        ``{"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": ...}``.
+
+        Ends when the apiserver closes the watch (it does after a while): watch again from
+        the last object's resourceVersion. Gone when that version is no longer kept.
         """
         ...
 

@@ -8,20 +8,23 @@ two cores) would cap the ledger's write window far below its size. Every call ca
 timeout (``api_timeout_seconds``): a thread cannot be cancelled, and one connection that
 never answers must not hold up recording for good. The client's own retries are off:
 ``backoff.retrying`` is the one retry loop, and it sees each failure as one of the errors
-of ``kube.errors``.
+of ``kube.errors``. A watch (``watch``) reads its stream in a daemon thread of its own
+instead: it blocks for minutes, and a stopping process must not wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import urllib3.exceptions
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from kubeledger.core.kinds import Resource
@@ -29,6 +32,9 @@ from kubeledger.kube import errors
 from kubeledger.kube.api import Object, Page
 
 PAGE_SIZE = 500
+# How long the apiserver keeps one watch request open before closing it: the caller then
+# watches again from where it was.
+WATCH_SECONDS = 300
 # Calls in flight at once: the ledger's write window (16 by default), the shippers'
 # position, the Lease, the peer and deletion listings, with room to spare.
 CONCURRENT_CALLS = 32
@@ -123,6 +129,8 @@ class KubeClient:
         else:
             list_page, scope = self._custom.list_namespaced_custom_object, (namespace,)
         selected = {"label_selector": label_selector} if label_selector else {}
+        if resource.field_selector:  # only the one object audited of its kind
+            selected["field_selector"] = resource.field_selector
 
         def fetch(token: str | None) -> asyncio.Future[Object]:
             paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
@@ -143,6 +151,52 @@ class KubeClient:
                     return
         finally:
             _discard(coming)
+
+    async def collection_version(self, resource: Resource) -> str:
+        listed = await self._call(self._custom.list_cluster_custom_object, resource.group,
+                                  resource.version, resource.plural, limit=1)
+        return str(listed["metadata"]["resourceVersion"])
+
+    async def watch(self, resource: Resource, *,
+                    resource_version: str) -> AsyncIterator[Object]:
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Queue[tuple[Object | None, BaseException | None]] = asyncio.Queue()
+        # The client's watch helper carries no type annotations.
+        watcher = watch.Watch()  # type: ignore[no-untyped-call]
+
+        def hand_over(event: Object | None, error: BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(arrived.put_nowait, (event, error))
+
+        def read() -> None:
+            try:
+                # With a timeout, the library neither retries nor hides a 410: it raises.
+                for event in watcher.stream(  # type: ignore[no-untyped-call]
+                        self._custom.list_cluster_custom_object, resource.group,
+                        resource.version, resource.plural, resource_version=resource_version,
+                        allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
+                        _request_timeout=(self._timeout, WATCH_SECONDS + self._timeout)):
+                    hand_over({"type": event["type"], "object": event["object"]}, None)
+            except Exception as error:  # handed to the caller, translated there
+                hand_over(None, error)
+            else:
+                hand_over(None, None)
+
+        threading.Thread(target=read, name=f"watch {resource.plural}", daemon=True).start()
+        try:
+            while True:
+                event, error = await arrived.get()
+                if error is not None:
+                    translated = _translated(error)
+                    if translated is error:
+                        raise error
+                    raise translated from error
+                if event is None:
+                    return
+                yield event
+        finally:
+            # The thread ends at its next event, or when the request ends.
+            watcher.stop()  # type: ignore[no-untyped-call]
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         if resource.namespaced:
@@ -189,12 +243,8 @@ class KubeClient:
             return await asyncio.get_running_loop().run_in_executor(
                 self._threads, functools.partial(function, *args,
                                                  _request_timeout=self._timeout, **kwargs))
-        except ApiException as error:
-            raise _from_status(error) from error
-        except urllib3.exceptions.HTTPError as error:
-            raise _from_transport(error) from error
-        except OSError as error:
-            raise errors.Unavailable(f"Kubernetes API unreachable: {error}") from error
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            raise _translated(error) from error
 
 
 def _discard(page: asyncio.Future[Object]) -> None:
@@ -204,6 +254,17 @@ def _discard(page: asyncio.Future[Object]) -> None:
         page.exception()  # taken, so that its failure is not reported as never retrieved
 
 
+def _translated(error: BaseException) -> BaseException:
+    """Our error for one of the client library's; anything else as it is (a bug)."""
+    if isinstance(error, ApiException):
+        return _from_status(error)
+    if isinstance(error, urllib3.exceptions.HTTPError):
+        return _from_transport(error)
+    if isinstance(error, OSError):
+        return errors.Unavailable(f"Kubernetes API unreachable: {error}")
+    return error
+
+
 def _from_status(error: ApiException) -> errors.KubeError:
     status = int(error.status or 0)
     message = f"{status} {error.reason}"
@@ -211,6 +272,8 @@ def _from_status(error: ApiException) -> errors.KubeError:
         return errors.NotFound(message, status=status)
     if status == 409:
         return errors.Conflict(message, status=status)
+    if status == 410:
+        return errors.Gone(message, status=status)
     if status in (401, 403):
         # The body says which verb on which resource was refused: what an admin must grant.
         return errors.Refused(message, status=status, detail=_status_message(error.body))

@@ -19,14 +19,13 @@ from typing import Any
 
 import yaml
 
-from kubeledger.core.kinds import CUSTOM_RESOURCE_DEFINITIONS
-from kubeledger.core.model import GROUP, PLURAL
+from kubeledger.core.kinds import CUSTOM_RESOURCE_DEFINITIONS, RECORDS_CRD_NAME
 from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
 
 logger = logging.getLogger(__name__)
 
-CRD_NAME = f"{PLURAL}.{GROUP}"
+CRD_NAME = RECORDS_CRD_NAME
 # Set on the CRD we install: the digest of our manifest, so an unchanged CRD is not rewritten.
 CRD_DIGEST_ANNOTATION = "kubeledger.io/manifest-sha256"
 ESTABLISH_TIMEOUT_SECONDS = 30.0

@@ -31,6 +31,11 @@ class Conflict(KubeError):
     """The object exists already, or changed since it was read (409)."""
 
 
+class Gone(KubeError):
+    """A watch asked to start from a resourceVersion the apiserver no longer keeps (410):
+    list again, and watch from the listing's version."""
+
+
 class Refused(KubeError):
     """The apiserver would not let us (401 unauthenticated, 403 forbidden).
 

@@ -6,7 +6,8 @@ latest record of its object: that one is the object's baseline, the state the ne
 change (or a catch-up after downtime) is diffed against. Without any sink nothing is
 removed: the cluster is then the only copy of the history. The highest sequence ever
 removed is kept in a ConfigMap, so ``kubeledger verify`` can tell these gaps from records
-removed by someone else.
+removed by someone else; and the writer's watch on record deletions is told each name
+first (``break_glass.Removals``), so that it records the deletions of others only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kubeledger import backoff
 from kubeledger.core import kinds
 from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
+from kubeledger.recording.break_glass import Removals
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +78,12 @@ async def pruned_through(api: Kubernetes, namespace: str) -> int:
 
 
 async def prune(api: Kubernetes, namespace: str, *, retention: timedelta,
-                delivered_up_to: int) -> int:
+                delivered_up_to: int, removals: Removals | None = None) -> int:
     """Deletes expired records; returns how many.
 
     The watermark is raised before anything is deleted, so a crash half-way leaves only
-    gaps ``kubeledger verify`` knows to expect.
+    gaps ``kubeledger verify`` knows to expect. Each name goes into ``removals`` before
+    its record is deleted, for the watch that records the deletions of others.
     """
     held = await backoff.retrying(lambda: api.list(kinds.RECORDS, Held.of),
                                   what="list records", retry_on=errors.WORTH_WAITING_FOR)
@@ -98,6 +101,8 @@ async def prune(api: Kubernetes, namespace: str, *, retention: timedelta,
                            what="save the retention watermark",
                            retry_on=errors.WORTH_WAITING_FOR)
     for name, _ in chosen:
+        if removals is not None:
+            removals.add(name)
         await backoff.retrying(functools.partial(_delete, api, name),
                                what=f"remove expired record {name}",
                                retry_on=errors.WORTH_WAITING_FOR)

@@ -25,6 +25,8 @@ class Context:
     #: The subject's namespace ("" for cluster-scoped objects); a RoleBinding's Role
     #: lives there.
     namespace: str = ""
+    #: The subject's name: the records' CRD is told by it, and a deleted record named.
+    name: str = ""
     #: ``revisions.fingerprint`` of each pod template the workload was recorded with
     #: before: a new template matching one of them is a rollback.
     older_revision_fingerprints: frozenset[bytes] = frozenset()
