@@ -8,6 +8,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -103,9 +104,17 @@ async def paged_server(pages: list[list[str]]) -> AsyncIterator[tuple[int, list[
             await writer.drain()
         writer.close()
 
+    async with serving(answer) as port:
+        yield port, asked
+
+
+@contextlib.asynccontextmanager
+async def serving(answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                   Awaitable[None]]) -> AsyncIterator[int]:
+    """Serves connections on a port of 127.0.0.1 with ``answer``; yields the port."""
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     try:
-        yield server.sockets[0].getsockname()[1], asked
+        yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()
@@ -131,3 +140,45 @@ async def test_a_kind_audited_for_one_object_is_listed_for_that_object_only() ->
 
     assert len(listed) == 1
     assert asked == ["page 0 where metadata.name=auditrecords.kubeledger.io"]
+
+
+@contextlib.asynccontextmanager
+async def watch_server(lines: list[dict[str, Any]]) -> AsyncIterator[tuple[int, list[str]]]:
+    """A watch on 127.0.0.1 that sends ``lines`` (watch events) and closes; yields the port
+    and the queries it was asked."""
+    asked: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readline()
+        while (await reader.readline()).strip():
+            pass  # the headers
+        asked.append(urllib.parse.urlsplit(request.split()[1].decode()).query)
+        body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Connection: close\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    async with serving(answer) as port:
+        yield port, asked
+
+
+async def test_a_watch_delivers_events_from_its_version_until_the_server_ends_it() -> None:
+    deleted = {"type": "DELETED", "object": {"metadata": {"name": "r-1",
+                                                          "resourceVersion": "12"}}}
+    async with watch_server([deleted]) as (port, asked):
+        events = [event async for event in kube_at(port).watch(kinds.RECORDS,
+                                                               resource_version="11")]
+
+    assert events == [deleted]
+    query = urllib.parse.parse_qs(asked[0])
+    assert (query["watch"], query["resourceVersion"]) == (["true"], ["11"])
+
+
+async def test_a_watch_from_a_version_no_longer_kept_is_gone() -> None:
+    expired = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                           "message": "too old resource version: 11 (40)"}}
+    async with watch_server([expired]) as (port, _):
+        with pytest.raises(errors.Gone):
+            async for _ in kube_at(port).watch(kinds.RECORDS, resource_version="11"):
+                pass
