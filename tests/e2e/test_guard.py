@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from integration.kubectl import Kubectl
+import pytest
+
+from integration.kubectl import Kubectl, KubectlError
 from integration.operator import uid_of, verify_chain, wait_for_action
 from stack import release
 
 POLICY = f"{release.FULLNAME}-protect-records"
+CRD = "auditrecords.kubeledger.io"
 BREAK_GLASS = "kubeledger:break-glass"
 OPERATOR_IDENTITY = f"system:serviceaccount:{release.NAMESPACE}:{release.FULLNAME}"
 SRE = "e2e-sre"
@@ -79,3 +82,17 @@ def test_a_break_glass_deletion_of_a_record_is_a_critical_record_naming_who(
     verdict = verify_chain(in_cluster.endpoints)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert "intact" in verdict.stdout
+
+
+def test_nobody_but_break_glass_may_delete_the_records_crd(
+    kubectl: Kubectl, in_cluster: release.Release,
+) -> None:
+    # Server-side dry runs pass admission as a deletion would, and delete nothing. A
+    # cluster-admin passes RBAC, not the policy.
+    with pytest.raises(KubectlError) as refused:
+        kubectl("delete", "crd", CRD, "--dry-run=server")
+    assert "the AuditRecord CRD cannot be deleted: it would delete every record" in (
+        refused.value.stderr)
+    assert "(server dry run)" in kubectl("delete", "crd", CRD, "--dry-run=server",
+                                         *AS_BREAK_GLASS)
+    assert kubectl("get", "crd", CRD, "-o", "name").strip()
