@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from integration.kubectl import Kubectl, KubectlError
+from integration.kubectl import Kubectl, KubectlError, eventually
+from integration.manifests import unique
 from integration.operator import uid_of, verify_chain, wait_for_action
 from stack import release
 
@@ -33,9 +34,30 @@ def recreatable(found: dict[str, Any]) -> dict[str, Any]:
             "metadata": metadata}
 
 
+def audit_events_reach_the_writer(kubectl: Kubectl) -> None:
+    """Waits until a change's record names its initiator from the audit log.
+
+    Right after the release's pods start, the Service may hand an audit batch to the
+    standby before it has found the writer (it looks for its peers every few seconds),
+    and the writer records the change without it.
+    """
+    def attributed_from_audit() -> bool:
+        name = unique("e2e-audit-probe")
+        kubectl("create", "clusterrole", name, "--verb=get", "--resource=configmaps")
+        try:
+            created = wait_for_action(kubectl, uid_of(kubectl, {
+                "kind": "ClusterRole", "metadata": {"name": name}}), "created")
+        finally:
+            kubectl("delete", "clusterrole", name)
+        return bool(created["spec"]["initiator"]["source"] == "audit")
+
+    eventually(attributed_from_audit, timeout=90, what="a record attributed by the audit log")
+
+
 def test_deleting_the_policy_binding_is_a_critical_record(
     kubectl: Kubectl, in_cluster: release.Release,
 ) -> None:
+    audit_events_reach_the_writer(kubectl)
     binding: dict[str, Any] = kubectl.json("get", "validatingadmissionpolicybinding", POLICY)
     uid = uid_of(kubectl, binding)
     kubectl("delete", "validatingadmissionpolicybinding", POLICY)
@@ -57,6 +79,7 @@ def test_a_break_glass_deletion_of_a_record_is_a_critical_record_naming_who(
     kubectl: Kubectl, in_cluster: release.Release,
 ) -> None:
     in_cluster.upgrade(protection={"breakGlassGroups": [BREAK_GLASS]})
+    audit_events_reach_the_writer(kubectl)
     record = min(kubectl.json("get", "auditrecords")["items"],
                  key=lambda item: item["spec"]["chain"]["sequence"])
     name, sequence = record["metadata"]["name"], record["spec"]["chain"]["sequence"]
