@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from kubeledger.core import kinds
+from kubeledger.core import checkpoints, kinds
 from kubeledger.core.redaction import RedactionPolicy
 from kubeledger.identity.commit import DEFAULT_COMMIT_ANNOTATIONS
 from kubeledger.recording import ledger, recorder
@@ -57,15 +57,43 @@ class ElasticsearchSettings(BaseModel):
     retention_days: int | None = Field(default=365, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10_000)
     flush_interval_seconds: float = Field(default=1.0, gt=0)
+    # How often the chain's delivered head is written down as a checkpoint (see
+    # core/checkpoints.py), and the file of the key that signs checkpoints (none: unsigned).
+    checkpoint_interval_seconds: float = Field(default=300.0, gt=0)
+    checkpoint_key_file: Path | None = None
 
     @field_validator("index_prefix")
     @classmethod
     def _valid_prefix(cls, prefix: str) -> str:
         return ecs.check_index_prefix(prefix)
 
+    @field_validator("checkpoint_key_file")
+    @classmethod
+    def _usable_key(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_checkpoint_key(path)
+        return path
+
     @property
     def enabled(self) -> bool:
         return bool(self.urls)
+
+    def checkpoint_key(self) -> bytes | None:
+        """The key that signs checkpoints, or None to leave them unsigned."""
+        return None if self.checkpoint_key_file is None else read_checkpoint_key(
+            self.checkpoint_key_file)
+
+
+def read_checkpoint_key(path: Path) -> bytes:
+    """The key in ``path``, without surrounding whitespace; ValueError says what is wrong."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the checkpoint key: {error.strerror} ({path})") from None
+    problem = checkpoints.key_problem(key)
+    if problem is not None:
+        raise ValueError(f"the checkpoint key file {path} {problem}")
+    return key
 
 
 class Settings(BaseModel):

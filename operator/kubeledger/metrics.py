@@ -82,6 +82,10 @@ LAST_DELIVERY = Gauge(
     "kubeledger_last_delivery_timestamp_seconds",
     "Unix time of the last successful delivery of a batch to the sink.",
     ["sink"], registry=REGISTRY)
+CHECKPOINT_SEQUENCE = Gauge(
+    "kubeledger_checkpoint_sequence",
+    "Chain sequence of the last checkpoint written to the sink (0: none since start-up).",
+    ["sink"], registry=REGISTRY)
 LEADER = Gauge(
     "kubeledger_leader",
     "1 while this replica holds the Lease and writes the records, else 0.",

@@ -139,6 +139,7 @@ class Runtime:
                 for sequence, (name, spec) in undelivered.records.items()})
         shipper = Shipper(sink, self.api, PositionStore(self.api, self.settings.namespace),
                           batch_size=es.batch_size, flush_interval=es.flush_interval_seconds,
+                          checkpoint_interval=es.checkpoint_interval_seconds,
                           preloaded=preloaded)
         ledger.on_written.append(shipper.offer)
         self.sinks.append(sink)

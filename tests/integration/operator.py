@@ -144,9 +144,13 @@ def run_verify(operator: Operator) -> subprocess.CompletedProcess[str]:
     return verify_chain(operator.endpoints)
 
 
-def verify_chain(endpoints: Endpoints) -> subprocess.CompletedProcess[str]:
-    """``kubeledger verify`` run on this machine against the stack's cluster."""
+def verify_chain(endpoints: Endpoints, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kubeledger verify ARGS`` run on this machine against the stack, as an auditor:
+    Elasticsearch (its checkpoints, its copy) read as the superuser, since the
+    operator's own user may not read."""
+    env = {"PATH": "/usr/bin:/bin", **endpoints.operator_env(),
+           "ELASTICSEARCH_USERNAME": endpoints.elasticsearch_username,
+           "ELASTICSEARCH_PASSWORD": endpoints.elasticsearch_password}
     return subprocess.run(
-        [str(Path(sys.executable).with_name("kubeledger")), "verify"],
-        env={"PATH": "/usr/bin:/bin", **endpoints.operator_env()},
-        capture_output=True, text=True, timeout=60, check=False)
+        [str(Path(sys.executable).with_name("kubeledger")), "verify", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False)

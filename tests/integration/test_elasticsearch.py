@@ -3,10 +3,7 @@ operator crashes and bad credentials."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +11,14 @@ from elasticsearch import AuthorizationException, Elasticsearch
 
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, binding, deployment, unique
-from integration.operator import Operator, apply_recorded, records_of, run_verify, wait_for_action
+from integration.operator import (
+    Operator,
+    apply_recorded,
+    records_of,
+    run_verify,
+    verify_chain,
+    wait_for_action,
+)
 from stack.cluster import Endpoints, Stack
 
 INDICES = "kubeledger-*"
@@ -244,16 +248,6 @@ def test_the_operators_user_creates_documents_and_can_change_none(
     assert elasticsearch.get(index=index, id=name)["_source"] == document["_source"]
 
 
-def verify(stack: Endpoints, *args: str) -> subprocess.CompletedProcess[str]:
-    """``kubeledger verify ARGS`` as an auditor runs it: Elasticsearch read as the
-    superuser (the operator's own user may not read)."""
-    env = {"PATH": "/usr/bin:/bin", **stack.operator_env(),
-           "ELASTICSEARCH_USERNAME": stack.elasticsearch_username,
-           "ELASTICSEARCH_PASSWORD": stack.elasticsearch_password}
-    return subprocess.run([str(Path(sys.executable).with_name("kubeledger")), "verify", *args],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_found(
     stack: Endpoints, demo: Kubectl, elasticsearch: Elasticsearch,
 ) -> None:
@@ -263,7 +257,7 @@ def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_foun
     wait_for_action(demo, uid, "image-changed")
     docs = sorted(_delivered(elasticsearch, demo, uid, 2),
                   key=lambda doc: doc["_source"]["kubeledger"]["chain"]["sequence"])
-    intact = verify(stack, "--source", "both")
+    intact = verify_chain(stack, "--source", "both")
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert "documents in Elasticsearch (cluster local)" in intact.stdout
     assert "they agree" in intact.stdout
@@ -274,12 +268,12 @@ def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_foun
                          doc={"user": {"name": "mallory"}}, refresh=True)
     elasticsearch.delete(index=removed["_index"], id=removed["_id"], refresh=True)
     try:
-        broken = verify(stack, "--source", "elasticsearch")
+        broken = verify_chain(stack, "--source", "elasticsearch")
         assert broken.returncode == 1, broken.stdout + broken.stderr
         assert (f"BROKEN  #{sequences[1]} {altered['_id']}: its fields differ from the record "
                 "it carries (user.name: altered in Elasticsearch)") in broken.stdout
         assert f"record {sequences[0]} is missing (removed)" in broken.stdout
-        both = verify(stack, "--source", "both")
+        both = verify_chain(stack, "--source", "both")
         assert both.returncode == 1
         assert (f"BROKEN  #{sequences[0]} {removed['_id']}: is missing from Elasticsearch, "
                 "which holds later records (removed there)") in both.stdout
@@ -287,4 +281,4 @@ def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_foun
         for doc in docs:
             elasticsearch.index(index=doc["_index"], id=doc["_id"], document=doc["_source"],
                                 refresh=True)
-    assert verify(stack, "--source", "elasticsearch").returncode == 0
+    assert verify_chain(stack, "--source", "elasticsearch").returncode == 0

@@ -9,6 +9,7 @@ holds all of its state:
 
     state.json      ports, network slot, Kubernetes version, secrets (fixed at first start),
                     the audit target
+    checkpoint.key  the key that signs the operator's checkpoints (made at first start)
     pki/            CA, serving and client certificates, token file
     kubeconfig      contexts admin (client certificate), alice and bob (tokens)
     env             KEY=value lines for shells and for the operator
@@ -74,6 +75,7 @@ from stack.readiness import http_ok, wait_until
 from stack.shell import run, say
 
 CONTROLLER_API_QPS = 200
+CHECKPOINT_KEY_FILE = "checkpoint.key"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # The apiserver's graceful shutdown waits on the audit webhook's retries (10 s backoff
 # and more) when nothing receives: state lives in etcd, so it gets a short grace only.
@@ -254,6 +256,10 @@ class Endpoints:
         return pki.Pki(self.directory / "pki")
 
     @property
+    def checkpoint_key_file(self) -> Path:
+        return self.directory / CHECKPOINT_KEY_FILE
+
+    @property
     def kubectl(self) -> Path:
         return kubernetes.kubectl()
 
@@ -265,6 +271,9 @@ class Endpoints:
             "ELASTICSEARCH_URL": self.elasticsearch_url,
             "ELASTICSEARCH_USERNAME": self.elasticsearch_writer_username,
             "ELASTICSEARCH_PASSWORD": self.elasticsearch_writer_password,
+            # Signed checkpoints, often enough that a test need not wait for one.
+            "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(self.checkpoint_key_file),
+            "ELASTICSEARCH_CHECKPOINT_INTERVAL_SECONDS": "2",
             "KUBELEDGER_CLUSTER_NAME": "local",
             "KUBELEDGER_REDACTION_SALT": self.redaction_salt,
             "KUBELEDGER_NAMESPACE": "kubeledger",
@@ -416,6 +425,10 @@ class Stack:
         if "elasticsearch_writer_password" not in state:  # a stack made before it existed
             state["elasticsearch_writer_password"] = secrets.token_urlsafe(18)
             self._save_state(state)
+        key = self.directory / CHECKPOINT_KEY_FILE
+        if not key.exists():
+            key.touch(mode=0o600)
+            key.write_text(secrets.token_hex(32) + "\n")
         return state
 
     def _save_state(self, state: Mapping[str, Any]) -> None:

@@ -47,6 +47,7 @@ AUDIT_PORT = 8443
 TLS_SECRET = f"{FULLNAME}-serving-tls"
 AUDIT_CA_SECRET = f"{FULLNAME}-audit-client-ca"
 ELASTICSEARCH_SECRET = f"{FULLNAME}-elasticsearch"
+CHECKPOINT_KEY_SECRET = f"{FULLNAME}-checkpoint-key"
 READY_TIMEOUT = "180s"
 # A standby waits out a Lease its killed predecessor held (15 s), then loads the records.
 WRITER_TIMEOUT_SECONDS = 120.0
@@ -88,7 +89,10 @@ def values(*, image: str, service_ip: str, elasticsearch_url: str,
                     "service": {"clusterIP": service_ip}},
         "audit": {"enabled": True, "clientCASecret": AUDIT_CA_SECRET},
         "elasticsearch": {"url": elasticsearch_url, "existingSecret": ELASTICSEARCH_SECRET,
-                          "verifyCerts": False},
+                          "verifyCerts": False,
+                          # The host-run operator's key and pace (``operator_env``).
+                          "checkpoints": {"intervalSeconds": 2,
+                                          "keySecret": CHECKPOINT_KEY_SECRET}},
     }
 
 
@@ -99,7 +103,8 @@ def build_image() -> tuple[str, Path]:
 
 
 def secret_manifests(*, serving_cert: Path, serving_key: Path, ca_cert: Path,
-                     elasticsearch_username: str, elasticsearch_password: str) -> str:
+                     elasticsearch_username: str, elasticsearch_password: str,
+                     checkpoint_key: Path) -> str:
     """The Secrets the release refers to, as one JSON List for ``kubectl apply``."""
     def secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Secret", "type": kind,
@@ -111,6 +116,7 @@ def secret_manifests(*, serving_cert: Path, serving_key: Path, ca_cert: Path,
         secret(AUDIT_CA_SECRET, {"ca.crt": ca_cert.read_text()}),
         secret(ELASTICSEARCH_SECRET, {"username": elasticsearch_username,
                                       "password": elasticsearch_password}),
+        secret(CHECKPOINT_KEY_SECRET, {"key": checkpoint_key.read_text()}),
     ]})
 
 
@@ -215,7 +221,8 @@ class Release:
             serving_key=stack_pki.path(f"{SERVING_CERTIFICATE.name}.key"),
             ca_cert=stack_pki.ca_cert,
             elasticsearch_username=self.endpoints.elasticsearch_writer_username,
-            elasticsearch_password=self.endpoints.elasticsearch_writer_password))
+            elasticsearch_password=self.endpoints.elasticsearch_writer_password,
+            checkpoint_key=self.endpoints.checkpoint_key_file))
         manifests["items"].append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {

@@ -47,6 +47,7 @@ FULL_VALUES: dict[str, Any] = {
         "existingSecret": "es-credentials",
         "caSecret": "es-ca",
         "verifyCerts": True,
+        "checkpoints": {"intervalSeconds": 60, "keySecret": "checkpoint-key"},
     },
     "config": {"redaction": {"secret_name_patterns": ["(?i)token"]}, "max_changes_per_record": 32},
     "podAnnotations": {"example.com/team": "platform"},
@@ -323,7 +324,9 @@ def test_default_environment(default_manifests: list[Manifest]) -> None:
     assert env["KUBELEDGER_WATCH_EXTRA_KINDS"]["value"] == ""
     assert env["ELASTICSEARCH_URL"]["value"] == ""
     assert env["ELASTICSEARCH_INDEX_PREFIX"]["value"] == "kubeledger"
-    assert not {"ELASTICSEARCH_USERNAME", "ELASTICSEARCH_CA_CERTS", "KUBELEDGER_CONFIG"} & set(env)
+    assert env["ELASTICSEARCH_CHECKPOINT_INTERVAL_SECONDS"]["value"] == "300"
+    assert not {"ELASTICSEARCH_USERNAME", "ELASTICSEARCH_CA_CERTS", "KUBELEDGER_CONFIG",
+                "ELASTICSEARCH_CHECKPOINT_KEY_FILE"} & set(env)
     assert not [doc for doc in default_manifests if doc["kind"] == "ConfigMap"]
 
 
@@ -342,6 +345,11 @@ def test_full_environment(full_manifests: list[Manifest]) -> None:
             "optional": True,
         }
     assert env["ELASTICSEARCH_CA_CERTS"]["value"] == "/etc/kubeledger/elasticsearch-ca/ca.crt"
+    assert env["ELASTICSEARCH_CHECKPOINT_INTERVAL_SECONDS"]["value"] == "60"
+    assert env["ELASTICSEARCH_CHECKPOINT_KEY_FILE"]["value"] == "/etc/kubeledger/checkpoint-key/key"
+    assert {"name": "checkpoint-key", "secret": {
+        "secretName": "checkpoint-key", "items": [{"key": "key", "path": "key"}]},
+    } in pod_spec(full_manifests)["volumes"]
     assert env["KUBELEDGER_CONFIG"]["value"] == "/etc/kubeledger/config/config.yaml"
     assert env["KUBELEDGER_LEASE_DURATION_SECONDS"]["value"] == "30"
     assert env["KUBELEDGER_LEASE_RENEW_DEADLINE_SECONDS"]["value"] == "20"

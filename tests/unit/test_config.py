@@ -171,3 +171,34 @@ def test_servers_with_their_certificates_are_accepted() -> None:
                             "KUBELEDGER_AUDIT_CLIENT_CA": "/ca.crt"})
 
     assert (settings.webhook_port, settings.audit_port) == (8443, 9443)
+
+
+def test_checkpoints_are_unsigned_every_five_minutes_by_default() -> None:
+    settings = config.load(ENV).elasticsearch
+
+    assert settings.checkpoint_interval_seconds == 300
+    assert settings.checkpoint_key() is None
+
+
+def test_the_checkpoint_key_is_read_from_its_file_and_never_said(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+
+    settings = config.load({**ENV, "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(key),
+                            "ELASTICSEARCH_CHECKPOINT_INTERVAL_SECONDS": "2"}).elasticsearch
+
+    assert settings.checkpoint_key() == b"0123456789abcdef" * 4
+    assert settings.checkpoint_interval_seconds == 2
+
+
+def test_an_unusable_checkpoint_key_stops_start_up_naming_the_setting(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_text("not-secret-enough")
+
+    refused({**ENV, "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(short)},
+            "elasticsearch.checkpoint_key_file", "holds 17 bytes", "at least 32")
+    refused({**ENV, "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(tmp_path / "absent")},
+            "elasticsearch.checkpoint_key_file", "No such file or directory")
+    with pytest.raises(config.ConfigError) as raised:
+        config.load({**ENV, "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(short)})
+    assert "not-secret-enough" not in str(raised.value)

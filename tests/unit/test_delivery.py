@@ -28,11 +28,14 @@ class FakeSink:
 
     name = "fake"
 
-    def __init__(self, *, failures: int = 0, setup_failures: int = 0) -> None:
+    def __init__(self, *, failures: int = 0, setup_failures: int = 0,
+                 anchor_failures: int = 0) -> None:
         self.batches: list[list[str]] = []
         self.failures = failures
         self.setup_failures = setup_failures
+        self.anchor_failures = anchor_failures
         self.prepared = 0
+        self.checkpoints: list[tuple[int, str, str]] = []
 
     async def prepare(self) -> None:
         if self.setup_failures:
@@ -45,6 +48,12 @@ class FakeSink:
             self.failures -= 1
             raise RuntimeError("sink unreachable")
         self.batches.append([name for name, _ in batch])
+
+    async def anchor(self, sequence: int, digest: str, record: str) -> None:
+        if self.anchor_failures:
+            self.anchor_failures -= 1
+            raise RuntimeError("checkpoint refused")
+        self.checkpoints.append((sequence, digest, record))
 
     async def close(self) -> None:
         pass
@@ -83,9 +92,11 @@ def positions(kube: FakeKube) -> dict[str, str]:
 
 
 def shipper_for(kube: FakeKube, sink: FakeSink, *, batch_size: int = 2,
-                flush_interval: float = 0.01) -> Shipper:
+                flush_interval: float = 0.01, checkpoint_interval: float = 60,
+                preloaded: delivery.Preloaded | None = None) -> Shipper:
     return Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=batch_size,
-                   flush_interval=flush_interval)
+                   flush_interval=flush_interval, checkpoint_interval=checkpoint_interval,
+                   preloaded=preloaded)
 
 
 async def test_records_go_in_batches_and_the_position_is_stored_once_caught_up() -> None:
@@ -272,8 +283,7 @@ async def test_a_shipper_given_the_outbox_at_start_up_does_not_read_it_again() -
                                                         record["spec"]))
               for record in kube.of(kinds.RECORDS)}
     preloaded = delivery.Preloaded(1, {seq: rec for seq, rec in outbox.items() if seq > 1})
-    shipper = Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=2,
-                      flush_interval=0.01, preloaded=preloaded)
+    shipper = shipper_for(kube, sink, preloaded=preloaded)
     calls_before = kube.calls["list"]
 
     async with shipping(shipper):
@@ -290,11 +300,62 @@ async def test_an_outbox_read_after_another_position_is_not_trusted() -> None:
     record_3 = kube.of(kinds.RECORDS)[2]
     preloaded = delivery.Preloaded(2, {3: (record_3["metadata"]["name"],
                                            model.RecordSpec.model_validate(record_3["spec"]))})
-    shipper = Shipper(sink, kube, PositionStore(kube, NAMESPACE), batch_size=5,
-                      flush_interval=0.01, preloaded=preloaded)
+    shipper = shipper_for(kube, sink, batch_size=5, preloaded=preloaded)
 
     async with shipping(shipper):
         await until(lambda: shipper.position == 3)
 
     assert sink.delivered == names
     assert kube.calls["list"] == 1
+
+
+def sealed(kube: FakeKube, name: str) -> tuple[int, str, str]:
+    """A record's place in the chain as a checkpoint states it."""
+    link = next(r for r in kube.of(kinds.RECORDS) if r["metadata"]["name"] == name)["spec"]["chain"]
+    return link["sequence"], link["hash"], name
+
+
+async def test_the_first_delivered_head_is_checkpointed_at_once_then_once_per_interval() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    ledger = Ledger(kube, chain.Head())
+    names = await write(ledger, 3)
+    shipper = shipper_for(kube, sink, batch_size=10, checkpoint_interval=0.3)
+    ledger.on_written.append(shipper.offer)
+
+    async with shipping(shipper):
+        await until(lambda: len(sink.checkpoints) == 1)
+        later = await write(ledger, 2, first=4)
+        await until(lambda: shipper.position == 5)
+        assert len(sink.checkpoints) == 1  # the interval has not passed
+        await until(lambda: len(sink.checkpoints) == 2)  # it has, while idle
+
+    assert sink.checkpoints == [sealed(kube, names[-1]), sealed(kube, later[-1])]
+
+
+async def test_a_failing_checkpoint_holds_no_delivery_up_and_is_written_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    kube, sink = FakeKube(), FakeSink(anchor_failures=2)
+    names = await write(Ledger(kube, chain.Head()), 4)
+    shipper = shipper_for(kube, sink, batch_size=1)
+
+    with caplog.at_level(logging.INFO):
+        async with shipping(shipper):
+            await until(lambda: shipper.position == 4)
+            await until(lambda: len(sink.checkpoints) == 1)
+
+    assert sink.delivered == names
+    assert sink.checkpoints[0][0] >= 3  # the two failures did not stop delivery
+    assert caplog.text.count("cannot write a checkpoint to fake: checkpoint refused") == 1
+    assert "checkpoints written to fake again" in caplog.text
+
+
+async def test_nothing_delivered_nothing_checkpointed() -> None:
+    kube, sink = FakeKube(), FakeSink()
+    shipper = shipper_for(kube, sink, checkpoint_interval=0.01)
+
+    async with shipping(shipper):
+        await until(lambda: kube.calls["list"] == 1)
+        await asyncio.sleep(0.1)
+
+    assert sink.checkpoints == []

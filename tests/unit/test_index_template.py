@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from kubeledger.sinks.elasticsearch import ecs
+from kubeledger.core.checkpoints import Checkpoint
+from kubeledger.sinks.elasticsearch import anchors, ecs
 from kubeledger.sinks.elasticsearch import template as elasticsearch_setup
 from unit import records
 
@@ -45,7 +46,7 @@ def test_unknown_fields_are_kept_but_not_indexed() -> None:
     assert template()["template"]["mappings"]["dynamic"] is False
 
 
-def test_every_mapped_field_is_one_a_record_can_produce() -> None:
+def test_every_mapped_field_is_one_a_record_or_a_checkpoint_can_produce() -> None:
     mapped = elasticsearch_setup.template_field_paths(template())
     multi_fields = {path for path in mapped if path.rpartition(".")[0] in mapped}
     documents = [
@@ -55,6 +56,8 @@ def test_every_mapped_field_is_one_a_record_can_produce() -> None:
             records.full_spec_with(initiator=records.direct_initiator()),
         )
     ]
+    checkpoint = Checkpoint("local", 7, "ab" * 32, records.RECORD_NAME, records.OBSERVED_AT)
+    documents.append(anchors.to_document(checkpoint.signed(b"k" * 32)))
     emitted = set().union(*(records.leaf_paths(document) for document in documents))
 
     assert mapped - multi_fields == emitted
@@ -66,6 +69,8 @@ def test_every_mapped_field_is_one_a_record_can_produce() -> None:
         ("@timestamp", "date"),
         ("event.severity", "long"),
         ("kubeledger.chain.sequence", "long"),
+        ("kubeledger.checkpoint.sequence", "long"),
+        ("kubeledger.checkpoint.signature", "keyword"),
         ("kubeledger.initiator.verified", "boolean"),
         ("kubeledger.initiator.declared_mismatch", "boolean"),
         ("kubeledger.changes_truncated", "boolean"),

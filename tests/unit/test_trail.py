@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,34 @@ def test_reading_elasticsearch_without_its_address_says_so(
     assert capsys.readouterr().err == (
         "kubeledger: reading Elasticsearch needs its address: set ELASTICSEARCH_URL or pass "
         "--elasticsearch-url\n")
+
+
+def test_a_checkpoint_key_needs_an_elasticsearch_to_read(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    monkeypatch.delenv("KUBELEDGER_CONFIG", raising=False)
+    key = tmp_path / "key"
+    key.write_text("k" * 32)
+
+    assert cli.main(["verify", "--checkpoint-key", str(key)]) == exits.USAGE
+    assert capsys.readouterr().err == (
+        "kubeledger: --checkpoint-key checks the checkpoints in Elasticsearch: set "
+        "ELASTICSEARCH_URL or pass --elasticsearch-url\n")
+
+
+def test_a_short_or_missing_checkpoint_key_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_URL", "http://127.0.0.1:9")
+    short = tmp_path / "short"
+    short.write_text("secret\n")
+
+    assert cli.main(["verify", "--checkpoint-key", str(short)]) == exits.USAGE
+    assert cli.main(["verify", "--checkpoint-key", str(tmp_path / "absent")]) == exits.USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"kubeledger: the checkpoint key file {short} holds 6 bytes; a checkpoint key needs "
+        "at least 32 (e.g. `openssl rand -hex 32`)",
+        "kubeledger: cannot read the checkpoint key: No such file or directory "
+        f"({tmp_path / 'absent'})",
+    ]

@@ -20,7 +20,8 @@ from elasticsearch import ApiError, AsyncElasticsearch, AuthenticationException
 from kubeledger import config
 from kubeledger.cli.exits import NO_ACCESS, NOT_FOUND, USAGE, CommandError
 from kubeledger.config import ElasticsearchSettings
-from kubeledger.sinks.elasticsearch import trail
+from kubeledger.core.checkpoints import Checkpoint
+from kubeledger.sinks.elasticsearch import anchors, trail
 from kubeledger.sinks.elasticsearch.sink import client_for
 
 T = TypeVar("T")
@@ -35,16 +36,26 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                              "(default: KUBELEDGER_CLUSTER_NAME, else the only one there)")
 
 
+def configured(args: argparse.Namespace) -> bool:
+    """Whether the command line or the settings name an Elasticsearch to read."""
+    return bool(_settings_given(args).urls)
+
+
 def settings(args: argparse.Namespace) -> ElasticsearchSettings:
+    found = _settings_given(args)
+    if not found.urls:
+        raise CommandError("reading Elasticsearch needs its address: set ELASTICSEARCH_URL "
+                           "or pass --elasticsearch-url", USAGE)
+    return found
+
+
+def _settings_given(args: argparse.Namespace) -> ElasticsearchSettings:
     try:
         found = config.load_elasticsearch()
     except config.ConfigError as error:
         raise CommandError(str(error), USAGE) from None
     if args.elasticsearch_url:
         found = found.model_copy(update={"urls": [args.elasticsearch_url]})
-    if not found.urls:
-        raise CommandError("reading Elasticsearch needs its address: set ELASTICSEARCH_URL "
-                           "or pass --elasticsearch-url", USAGE)
     return found
 
 
@@ -87,13 +98,28 @@ async def cluster_name(client: AsyncElasticsearch, chosen: ElasticsearchSettings
 async def documents(args: argparse.Namespace, *, subject: Mapping[str, str] | None = None,
                     ) -> tuple[str, list[trail.Document]]:
     """The cluster read and its chained documents (one ``subject``'s, when given)."""
+    return await _gathered(args, None, lambda client, prefix, name: trail.documents(
+        client, prefix, name, subject=subject))
+
+
+async def checkpoints(args: argparse.Namespace, cluster: str | None,
+                      ) -> tuple[str, list[Checkpoint | str]]:
+    """The cluster read (``cluster`` when known) and its checkpoints; the id of each
+    document that is no checkpoint."""
+    return await _gathered(args, cluster, anchors.read)
+
+
+async def _gathered(args: argparse.Namespace, cluster: str | None,
+                    query: Callable[[AsyncElasticsearch, str, str], AsyncIterator[T]],
+                    ) -> tuple[str, list[T]]:
+    """Everything ``query`` yields for the cluster to read, which is ``cluster``, else
+    the one the flags, the settings or the indices name."""
     chosen = settings(args)
     async with connected(chosen) as client:
         name = await reading(chosen, lambda: cluster_name(
-            client, chosen, args, os.environ.get("KUBELEDGER_CLUSTER_NAME")))
+            client, chosen, args, cluster or os.environ.get("KUBELEDGER_CLUSTER_NAME")))
 
-        async def read() -> list[trail.Document]:
-            return [found async for found in trail.documents(
-                client, chosen.index_prefix, name, subject=subject)]
+        async def read() -> list[T]:
+            return [found async for found in query(client, chosen.index_prefix, name)]
 
         return name, await reading(chosen, read)

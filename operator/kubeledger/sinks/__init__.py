@@ -26,4 +26,9 @@ class Sink(Protocol):
         """Stores every record, or raises; a record stored before counts as delivered."""
         ...
 
+    async def anchor(self, sequence: int, digest: str, record: str) -> None:
+        """Writes a checkpoint: the chain's record ``sequence`` (``record``) has hash
+        ``digest`` and is delivered. Idempotent per sequence; raises when not written."""
+        ...
+
     async def close(self) -> None: ...

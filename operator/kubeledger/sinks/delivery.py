@@ -10,7 +10,8 @@ interval and whenever delivery catches up, so a restart resumes from it and re-s
 most that interval's records, which the sink's create-only writes absorb without
 duplicates. A sink that fails is retried with backoff
 for as long as it takes; the error is logged once when it starts and once when it ends
-(``backoff.Outage``), not on every attempt.
+(``backoff.Outage``), not on every attempt. The delivered head is checkpointed in the
+sink now and then (``checkpointing``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from kubeledger.core import kinds
 from kubeledger.core.model import RecordSpec
 from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
+from kubeledger.sinks.checkpointing import Checkpointer, Head
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class Shipper:
     """Delivers every record after the stored position to one sink, in sequence order."""
 
     def __init__(self, sink: sinks.Sink, api: Kubernetes, store: PositionStore, *,
-                 batch_size: int, flush_interval: float,
+                 batch_size: int, flush_interval: float, checkpoint_interval: float,
                  preloaded: Preloaded | None = None) -> None:
         self._sink = sink
         self._api = api
@@ -93,6 +95,8 @@ class Shipper:
         self._newest = 0
         self._position_loaded = False
         self._save_due = 0.0  # monotonic time after which a delivery stores the position
+        self._checkpointer = Checkpointer(sink, interval=checkpoint_interval)
+        self._head: Head | None = None  # the last record delivered since start-up
 
     def offer(self, name: str, spec: RecordSpec) -> None:
         """Takes a record the ledger has just written (never blocks)."""
@@ -130,6 +134,7 @@ class Shipper:
             batch = self._next_batch()
             if not batch:
                 await self._save(positions)
+                await self._checkpointer.delivered(self._head)
                 await self._sleep(self._flush_interval)
                 continue
             # The same batch until it lands; the backoff, not new records, paces the
@@ -142,6 +147,8 @@ class Shipper:
             self._report_backlog()
             if time.monotonic() >= self._save_due:
                 await self._save(positions)
+            self._head = _head_of(batch)
+            await self._checkpointer.delivered(self._head)
 
     async def _save(self, positions: dict[str, int]) -> None:
         """Stores the position if it moved since it was last stored."""
@@ -230,3 +237,9 @@ class Shipper:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+
+def _head_of(batch: list[tuple[str, RecordSpec]]) -> Head | None:
+    """The batch's last record as a head (every record shipped is sealed: ``offer``)."""
+    name, spec = batch[-1]
+    return None if spec.chain is None else Head(spec.chain.sequence, spec.chain.hash, name)

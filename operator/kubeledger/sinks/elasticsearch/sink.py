@@ -4,15 +4,18 @@
 first delivery; the shipper calls it first and reports its failures as a setup problem.
 Documents (``ecs``) are created (never overwritten) under the record's name as ``_id``
 in the index chosen from the record's own time, so delivering a batch twice is harmless:
-the second time each document answers 409, which means "already delivered". Every
+the second time each document answers 409, which means "already delivered". Checkpoints
+of the chain (``anchors``) are created the same way, signed when a key is set. Every
 failure surfaces as ``SinkUnavailableError`` with one sentence a person can act on; the
 shipper retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from elastic_transport import ConnectionError as TransportConnectionError
@@ -22,12 +25,14 @@ from elasticsearch import (
     AsyncElasticsearch,
     AuthenticationException,
     AuthorizationException,
+    ConflictError,
 )
 from elasticsearch.helpers import async_streaming_bulk
 
 from kubeledger.config import ElasticsearchSettings
+from kubeledger.core.checkpoints import Checkpoint
 from kubeledger.core.model import RecordSpec
-from kubeledger.sinks.elasticsearch import ecs, template
+from kubeledger.sinks.elasticsearch import anchors, ecs, template
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,7 @@ class ElasticsearchSink:
         self._settings = settings
         self._cluster_name = cluster_name
         self._client = client_for(settings)
+        self._checkpoint_key = settings.checkpoint_key()
 
     @property
     def where(self) -> str:
@@ -91,6 +97,17 @@ class ElasticsearchSink:
             if failures:
                 raise SinkUnavailableError(
                     f"Elasticsearch refused {len(failures)} documents, e.g. {failures[0]}")
+
+    async def anchor(self, sequence: int, digest: str, record: str) -> None:
+        """Creates the checkpoint document of ``sequence``; one there already stands."""
+        checkpoint = Checkpoint(self._cluster_name, sequence, digest, record, datetime.now(UTC))
+        if self._checkpoint_key is not None:
+            checkpoint = checkpoint.signed(self._checkpoint_key)
+        async with self._translated_errors():
+            with contextlib.suppress(ConflictError):
+                await self._client.create(
+                    index=anchors.index_for(self._settings.index_prefix, checkpoint),
+                    id=anchors.document_id(checkpoint), document=anchors.to_document(checkpoint))
 
     async def prepare(self) -> None:
         """Installs the ILM policy (when the cluster has ILM) and the index template."""

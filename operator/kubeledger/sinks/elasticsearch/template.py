@@ -3,8 +3,8 @@
 Pure builders, no I/O: the Elasticsearch sink's ``prepare`` sends these bodies with
 ``PUT _index_template/<TEMPLATE_NAME>`` and, where the cluster offers ILM,
 ``PUT _ilm/policy/<ILM_POLICY_NAME>``. The mapping covers every field ``ecs.to_document``
-emits (a unit test checks both directions), and the Kibana assets in ``kibana/`` refer
-only to fields mapped here.
+and ``anchors.to_document`` emit (a unit test checks both directions), and the Kibana
+assets in ``kibana/`` refer only to fields mapped here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TEMPLATE_PRIORITY = 200
 # The template's "version", for people reading the installed template (GET
 # _index_template/kubeledger): raise it with every mapping change. The sink puts the
 # template at every start whatever is installed, so nothing compares it.
-TEMPLATE_VERSION = 2
+TEMPLATE_VERSION = 3
 
 # Longest value kept as an exact keyword; longer values are still stored and, for the
 # text fields, searchable as words. Elasticsearch refuses terms over 32 KiB outright.
@@ -77,13 +77,17 @@ _KEYWORD_FIELDS = (
     "kubeledger.commit.source",
     "kubeledger.chain.previous_hash",
     "kubeledger.chain.hash",
+    # Checkpoints of the chain (``anchors``): documents of their own in the same indices.
+    "kubeledger.checkpoint.hash",
+    "kubeledger.checkpoint.record",
+    "kubeledger.checkpoint.signature",
 )
 # ECS gives user names a full-text sub-field; so do we.
 _NAME_FIELDS = ("user.name", "user.effective.name")
 # Old and new values and the reasons: searchable by word ("nginx", "cluster-admin") and,
 # when short, by exact text.
 _VALUE_FIELDS = ("kubeledger.changes.old", "kubeledger.changes.new", "kubeledger.reasons")
-_LONG_FIELDS = ("event.severity", "kubeledger.chain.sequence")
+_LONG_FIELDS = ("event.severity", "kubeledger.chain.sequence", "kubeledger.checkpoint.sequence")
 _BOOLEAN_FIELDS = (
     "kubeledger.changes_truncated",
     "kubeledger.initiator.verified",

@@ -54,16 +54,24 @@ async def documents(client: AsyncElasticsearch, prefix: str, cluster: str, *,
         *({"term": {f"kubeledger.subject.{field}": value}}
           for field, value in (subject or {}).items()),
     ]}}
+    async for hit in hits(client, prefix, query, ORDER):
+        yield read(hit["_id"], hit["_source"])
+
+
+async def hits(client: AsyncElasticsearch, prefix: str, query: Mapping[str, Any],
+               order: list[dict[str, str]]) -> AsyncIterator[Mapping[str, Any]]:
+    """Every hit of ``query`` in the ``<prefix>-*`` indices, in ``order`` (which must end
+    in a unique field), a page at a time."""
     after: list[Any] | None = None
     while True:
-        page = await client.search(index=f"{prefix}-*", query=query, sort=ORDER,
+        page = await client.search(index=f"{prefix}-*", query=query, sort=order,
                                    size=PAGE_SIZE, allow_no_indices=True, search_after=after)
-        hits = page["hits"]["hits"]
-        for hit in hits:
-            yield read(hit["_id"], hit["_source"])
-        if len(hits) < PAGE_SIZE:
+        found = page["hits"]["hits"]
+        for hit in found:
+            yield hit
+        if len(found) < PAGE_SIZE:
             return
-        after = hits[-1]["sort"]
+        after = found[-1]["sort"]
 
 
 def read(name: str, source: Mapping[str, Any]) -> Document:
