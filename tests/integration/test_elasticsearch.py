@@ -255,15 +255,16 @@ def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_foun
     uid, _ = apply_recorded(demo, deployment(name))
     demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(demo, uid, "image-changed")
-    docs = sorted(_delivered(elasticsearch, demo, uid, 2),
-                  key=lambda doc: doc["_source"]["kubeledger"]["chain"]["sequence"])
+    docs = _delivered(elasticsearch, demo, uid, 2)
     intact = verify_chain(stack, "--source", "both")
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert "documents in Elasticsearch (cluster local)" in intact.stdout
     assert "they agree" in intact.stdout
 
-    removed, altered = docs[0], docs[1]
-    sequences = [doc["_source"]["kubeledger"]["chain"]["sequence"] for doc in docs]
+    # The change a person made, not the rollout's records (which name no user).
+    by_action = {doc["_source"]["event"]["action"]: doc for doc in docs}
+    removed, altered = by_action["created"], by_action["image-changed"]
+    sequences = [doc["_source"]["kubeledger"]["chain"]["sequence"] for doc in (removed, altered)]
     elasticsearch.update(index=altered["_index"], id=altered["_id"],
                          doc={"user": {"name": "mallory"}}, refresh=True)
     elasticsearch.delete(index=removed["_index"], id=removed["_id"], refresh=True)

@@ -313,14 +313,26 @@ class Node:
             path.mkdir(exist_ok=True)
 
     def _remove_cgroups(self) -> None:
-        for root in self._cgroup_dirs():
-            if not root.is_dir():
-                continue
+        roots = [root for root in self._cgroup_dirs() if root.is_dir()]
+        # A pod sandbox whose shim went down with containerd lives on in the node's
+        # cgroups (in a mount namespace of its own); a cgroup with a task cannot go.
+        for pid in sorted({pid for root in roots for pid in _tasks_under(root)}):
+            terminate(pid, grace=2)
+        for root in roots:
             # Deepest first: a cgroup goes only once its children have.
             for path in sorted((p for p in root.rglob("*") if p.is_dir()),
                                key=lambda p: len(p.parts), reverse=True):
                 _rmdir_cgroup(path)
             _rmdir_cgroup(root)
+
+
+def _tasks_under(root: Path) -> set[int]:
+    """The PIDs of every process in the cgroup ``root`` or below it."""
+    tasks: set[int] = set()
+    for procs in root.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError):
+            tasks.update(int(line) for line in procs.read_text().split())
+    return tasks
 
 
 def _rmdir_cgroup(path: Path) -> None:
