@@ -1,4 +1,8 @@
-"""The real operator (``kubeledger run``) as a test sees it: start, stop, kill, read records."""
+"""The real operator (``kubeledger run``) as a test sees it: start, stop, kill, read records.
+
+It serves its probes and its Prometheus metrics on free ports of 127.0.0.1, as the chart's
+pods serve theirs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,15 +38,27 @@ class Operator:
     processes: ProcessTable
     health_port: int
     ready_port: int
+    metrics_port: int
 
     @classmethod
     def for_stack(cls, endpoints: Endpoints) -> Operator:
-        with socket.socket() as health, socket.socket() as ready:
-            health.bind(("127.0.0.1", 0))
-            ready.bind(("127.0.0.1", 0))
-            ports = health.getsockname()[1], ready.getsockname()[1]
+        with socket.socket() as health, socket.socket() as ready, socket.socket() as metrics:
+            for port in (health, ready, metrics):
+                port.bind(("127.0.0.1", 0))
+            ports = (health.getsockname()[1], ready.getsockname()[1],
+                     metrics.getsockname()[1])
         return cls(endpoints, ProcessTable(endpoints.directory / "run",
                                            endpoints.directory / "logs"), *ports)
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def metrics(self) -> str:
+        """What the running operator's /metrics serves now (Prometheus text format)."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:  # noqa: S310 (our own http URL)
+            text: str = response.read().decode()
+        return text
 
     @property
     def log(self) -> Path:
@@ -61,7 +78,8 @@ class Operator:
         ready = f"http://127.0.0.1:{self.ready_port}/readyz"
         recorded_before = self._times_recording_live()
         self.processes.start(NAME, [str(executable), "run", "--liveness", health,
-                                    "--readiness", ready, "--log-format", "json"],
+                                    "--readiness", ready, "--metrics", self.metrics_url,
+                                    "--log-format", "json"],
                              env={**self.endpoints.operator_env(), **extra_env})
         wait_until(lambda: http_ok(ready) and self._times_recording_live() > recorded_before,
                    "the operator", self.processes, NAME)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from elasticsearch import AuthorizationException, Elasticsearch
 
+from integration.documents import INDICES, delivered, documents
 from integration.kubectl import Kubectl, eventually
 from integration.manifests import TEST_IMAGE, TEST_IMAGE_2, binding, deployment, unique
 from integration.operator import (
@@ -21,37 +22,13 @@ from integration.operator import (
 )
 from stack.cluster import Endpoints, Stack
 
-INDICES = "kubeledger-*"
 
-
-def _documents(es: Elasticsearch, uid: str) -> list[dict[str, Any]]:
-    es.indices.refresh(index=INDICES, allow_no_indices=True)
-    found = es.search(index=INDICES, query={"term": {"kubeledger.subject.uid": uid}},
-                      size=1000, allow_no_indices=True)
-    return list(found["hits"]["hits"])
-
-
-def _delivered(es: Elasticsearch, kubectl: Kubectl, uid: str, count: int,
-               timeout: float = 60.0) -> list[dict[str, Any]]:
-    """Waits until at least ``count`` records of ``uid`` exist and all are in Elasticsearch.
-
-    At least: a real rollout adds its own ``rollout-completed`` record in its own time.
-    """
-    def done() -> list[dict[str, Any]] | None:
-        names = {r["metadata"]["name"] for r in records_of(kubectl, uid)}
-        docs = _documents(es, uid)
-        if len(names) >= count and {d["_id"] for d in docs} == names:
-            return docs
-        return None
-    return eventually(done, timeout=timeout, what=f"{count} records of {uid} in Elasticsearch")
-
-
-def test_records_become_ecs_documents(demo: Kubectl, elasticsearch: Elasticsearch) -> None:
+def test_records_become_ecsdocuments(demo: Kubectl, elasticsearch: Elasticsearch) -> None:
     name = unique("ecs")
     uid, _ = apply_recorded(demo, deployment(name, image=TEST_IMAGE))
     demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(demo, uid, "image-changed")
-    docs = _delivered(elasticsearch, demo, uid, 2)
+    docs = delivered(elasticsearch, demo, uid, 2)
     changed = next(d for d in docs if d["_source"]["event"]["action"] == "image-changed")
     source = changed["_source"]
     assert changed["_index"].startswith("kubeledger-")
@@ -82,7 +59,7 @@ def test_critical_rbac_is_searchable_by_severity(kubectl: Kubectl, operator: Ope
                           namespace=None))
     uid = kubectl.json("get", "clusterrolebinding", name)["metadata"]["uid"]
     wait_for_action(kubectl, uid, "created")
-    _delivered(elasticsearch, kubectl, uid, 1)
+    delivered(elasticsearch, kubectl, uid, 1)
     hits = elasticsearch.search(index=INDICES, q="kubeledger.severity:critical",
                                 size=1000)["hits"]["hits"]
     assert name in {hit["_source"]["orchestrator"]["resource"]["name"] for hit in hits}
@@ -106,7 +83,7 @@ def test_outage_of_elasticsearch_loses_and_doubles_nothing(
                    what="50 scaled records in the cluster")
     finally:
         local.up()  # starts Elasticsearch again, with its data
-    docs = _delivered(elasticsearch, demo, uid, len(records_of(demo, uid)), timeout=120)
+    docs = delivered(elasticsearch, demo, uid, len(records_of(demo, uid)), timeout=120)
     scaled = [d for d in docs if d["_source"]["event"]["action"] == "scaled"]
     assert len(scaled) == 50
     assert len({d["_id"] for d in docs}) == len(docs)
@@ -137,7 +114,7 @@ def test_operator_killed_mid_batch_loses_and_doubles_nothing(
 
         # Changes the killed operator had not recorded yet come back as one catch-up record.
         records = eventually(final_state_recorded, what="the last scale recorded")
-        docs = _delivered(elasticsearch, demo, uid, len(records), timeout=90)
+        docs = delivered(elasticsearch, demo, uid, len(records), timeout=90)
         assert sorted(d["_id"] for d in docs) == sorted(r["metadata"]["name"] for r in records)
     finally:
         operator.stop()
@@ -163,12 +140,12 @@ def test_wrong_credentials_say_so_keep_records_and_recover(
         log = eventually(complaint, what="the credentials error in the operator's log")
         assert "not-the-password" not in log
         assert log.count("rejected the credentials") == 1
-        assert _documents(elasticsearch, uid) == []
+        assert documents(elasticsearch, uid) == []
         assert records_of(demo, uid)  # kept in the cluster meanwhile
     finally:
         operator.stop()
         operator.start()
-    _delivered(elasticsearch, demo, uid, 1)
+    delivered(elasticsearch, demo, uid, 1)
 
 
 def test_search_by_user_and_action(kubectl: Kubectl, operator: Operator,
@@ -178,7 +155,7 @@ def test_search_by_user_and_action(kubectl: Kubectl, operator: Operator,
     uid, _ = apply_recorded(alice, deployment(name))
     bob("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(kubectl, uid, "image-changed")
-    _delivered(elasticsearch, kubectl, uid, 2)
+    delivered(elasticsearch, kubectl, uid, 2)
     query = f'user.name:bob AND event.action:image-changed AND orchestrator.resource.id:"{uid}"'
     (hit,) = elasticsearch.search(index=INDICES, q=query)["hits"]["hits"]
     source = hit["_source"]
@@ -211,7 +188,7 @@ def test_delivered_records_leave_the_cluster_after_retention(
         # Superseded records go (only once delivered); the latest stays as the object's
         # baseline; Elasticsearch keeps them all.
         eventually(pruned, timeout=60, what="the superseded record removed")
-        eventually(lambda: {d["_id"] for d in _documents(elasticsearch, uid)} == {*earlier, latest},
+        eventually(lambda: {d["_id"] for d in documents(elasticsearch, uid)} == {*earlier, latest},
                    what="every record in Elasticsearch")
         # The chain in the cluster has holes now, which verify knows to expect.
         verdict = run_verify(operator)
@@ -226,7 +203,7 @@ def test_the_operators_user_creates_documents_and_can_change_none(
     stack: Endpoints, demo: Kubectl, elasticsearch: Elasticsearch,
 ) -> None:
     uid, _ = apply_recorded(demo, deployment(unique("write-once")))
-    (document,) = [doc for doc in _delivered(elasticsearch, demo, uid, 1)
+    (document,) = [doc for doc in delivered(elasticsearch, demo, uid, 1)
                    if doc["_source"]["event"]["action"] == "created"]
     index, name = document["_index"], document["_id"]
     writer = Elasticsearch(stack.elasticsearch_url, basic_auth=(
@@ -255,7 +232,7 @@ def test_the_whole_trail_verifies_from_elasticsearch_and_tampering_there_is_foun
     uid, _ = apply_recorded(demo, deployment(name))
     demo("-n", "demo", "set", "image", f"deployment/{name}", f"app={TEST_IMAGE_2}")
     wait_for_action(demo, uid, "image-changed")
-    docs = _delivered(elasticsearch, demo, uid, 2)
+    docs = delivered(elasticsearch, demo, uid, 2)
     intact = verify_chain(stack, "--source", "both")
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert "documents in Elasticsearch (cluster local)" in intact.stdout
