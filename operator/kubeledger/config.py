@@ -10,8 +10,10 @@ with one message naming the setting, before it touches the cluster.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -25,6 +27,9 @@ from pydantic import (
 )
 
 from kubeledger.core import checkpoints, kinds
+from kubeledger.core.anomalies import cron
+from kubeledger.core.anomalies.policy import Policy, Threshold
+from kubeledger.core.model import AnomalyKind
 from kubeledger.core.redaction import RedactionPolicy
 from kubeledger.identity.commit import DEFAULT_COMMIT_ANNOTATIONS
 from kubeledger.recording import ledger, recorder
@@ -156,6 +161,61 @@ class Settings(BaseModel):
     # The Service whose ready endpoints are the other replicas (the webhook's): what one
     # replica's receivers learn is relayed to them (see peers.py). Empty: no relaying.
     peer_service: str | None = None
+    # Anomaly detection (core/anomalies; the README's "Anomalies"). Kinds switched off:
+    anomalies_disabled: list[AnomalyKind] = Field(default_factory=list)
+    # Namespaces (names or patterns such as "prod-*") where initiators must be verified
+    # and changes kept to the change windows.
+    protected_namespaces: list[str] = Field(default_factory=list)
+    # "<cron schedule> <duration>" each, read in change_window_time_zone; none: no rule.
+    change_windows: list[str] = Field(default_factory=list)
+    change_window_time_zone: str = "UTC"
+    # Usernames or groups that may change protected namespaces outside the windows.
+    change_window_exempt: list[str] = Field(default_factory=list)
+    # Usernames or groups that may change GitOps-managed objects (an autoscaler's).
+    gitops_exempt: list[str] = Field(default_factory=list)
+    # burst: one identity changing more than burst_changes objects in burst_minutes.
+    burst_changes: int = Field(default=20, ge=1)
+    burst_minutes: float = Field(default=5.0, gt=0)
+    # rollback-spike / failure-spike: more than this many in spike_minutes, per namespace.
+    rollback_spike_count: int = Field(default=3, ge=1)
+    failure_spike_count: int = Field(default=3, ge=1)
+    spike_minutes: float = Field(default=30.0, gt=0)
+    # Registries or registry paths images may come from; empty: any.
+    approved_registries: list[str] = Field(default_factory=list)
+
+    @field_validator("change_windows")
+    @classmethod
+    def _readable_windows(cls, windows: list[str]) -> list[str]:
+        for window in windows:
+            cron.parse(window)
+        return windows
+
+    @field_validator("change_window_time_zone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r} (an IANA name such as "
+                             "'Europe/Berlin')") from None
+        return zone
+
+    def anomaly_policy(self) -> Policy:
+        """What the anomaly detectors are told (see core/anomalies/policy.py)."""
+        return Policy(
+            disabled=frozenset(self.anomalies_disabled),
+            protected_namespaces=tuple(self.protected_namespaces),
+            change_windows=tuple(cron.parse(window) for window in self.change_windows),
+            change_window_zone=ZoneInfo(self.change_window_time_zone),
+            change_window_exempt=frozenset(self.change_window_exempt),
+            gitops_exempt=frozenset(self.gitops_exempt),
+            burst=Threshold(self.burst_changes, timedelta(minutes=self.burst_minutes)),
+            rollback_spike=Threshold(self.rollback_spike_count,
+                                     timedelta(minutes=self.spike_minutes)),
+            failure_spike=Threshold(self.failure_spike_count,
+                                    timedelta(minutes=self.spike_minutes)),
+            approved_registries=tuple(self.approved_registries),
+        )
 
     @model_validator(mode="after")
     def _servers_have_certificates(self) -> Settings:
@@ -252,7 +312,11 @@ def _read_file(path: str | None) -> dict[str, Any]:
 
 
 # Comma-separated in the environment.
-_LIST_SETTINGS = {"watch_extra_kinds", "urls", "commit_annotations"}
+_LIST_SETTINGS = {"watch_extra_kinds", "urls", "commit_annotations", "anomalies_disabled",
+                  "protected_namespaces", "change_window_exempt", "gitops_exempt",
+                  "approved_registries"}
+# Lists whose items may hold commas: separated by ";" in the environment.
+_SEMICOLON_LISTS = {"change_windows"}
 
 
 def _merge_environment(data: dict[str, Any], env: dict[str, str]) -> None:
@@ -287,7 +351,8 @@ def _elasticsearch_section(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _set(target: dict[str, Any], name: str, value: str) -> None:
-    if name in _LIST_SETTINGS:
-        target[name] = [item.strip() for item in value.split(",") if item.strip()]
+    if name in _LIST_SETTINGS | _SEMICOLON_LISTS:
+        separator = ";" if name in _SEMICOLON_LISTS else ","
+        target[name] = [item.strip() for item in value.split(separator) if item.strip()]
     elif value != "":
         target[name] = value

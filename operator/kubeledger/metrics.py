@@ -8,12 +8,17 @@ peers (identity relays). The pure ``core`` counts nothing.
 
 Labels take values from small fixed sets only (kinds, actions, sources, outcomes, sink
 names), never object names, namespaces or users: a label value is a new time series
-for ever, and a metric must not carry what the records themselves keep private.
+for ever, and a metric must not carry what the records themselves keep private. Two
+exceptions, for alerting on anomalies: their counter is also by namespace (as many
+series per kind as namespaces with anomalies), and :data:`LATEST_ANOMALIES` names the
+subject and the initiator of the latest :data:`LATEST_ANOMALIES_KEPT` anomalies only,
+older series being removed, so an alert's summary can say who changed what.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
 from prometheus_client import (
     CollectorRegistry,
@@ -104,6 +109,33 @@ PEER_RELAYS = Counter(
     "Identity entries relayed between replicas, by outcome: sent and failed (to a peer), "
     "received and rejected (from a peer).",
     ["outcome"], registry=REGISTRY)
+
+ANOMALIES = Counter(
+    "kubeledger_anomalies_total",
+    "Anomalies flagged on new AuditRecords (spec.anomalies), by kind and the subject's "
+    "namespace (empty for cluster-scoped objects).",
+    ["kind", "namespace"], registry=REGISTRY)
+LATEST_ANOMALIES = Gauge(
+    "kubeledger_anomaly_timestamp_seconds",
+    "Unix time of each of the latest anomalies, by kind, namespace, subject "
+    "(Kind/name), initiator (username, or 'unresolved') and record; only the latest "
+    "100 are kept, the older series removed.",
+    ["kind", "namespace", "subject", "initiator", "record"], registry=REGISTRY)
+LATEST_ANOMALIES_KEPT = 100
+_latest: OrderedDict[tuple[str, ...], None] = OrderedDict()
+
+
+def anomaly(kind: str, *, namespace: str, subject: str, initiator: str, record: str,
+            at: float) -> None:
+    """Counts one anomaly and keeps it among the latest (see :data:`LATEST_ANOMALIES`)."""
+    ANOMALIES.labels(kind, namespace).inc()
+    labels = (kind, namespace, subject, initiator, record)
+    LATEST_ANOMALIES.labels(*labels).set(at)
+    _latest[labels] = None
+    _latest.move_to_end(labels)
+    while len(_latest) > LATEST_ANOMALIES_KEPT:
+        oldest, _ = _latest.popitem(last=False)
+        LATEST_ANOMALIES.remove(*oldest)
 
 
 def serve(url: str) -> endpoint.Endpoint:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from kubeledger import backoff
 from kubeledger.config import Settings
-from kubeledger.core import kinds
+from kubeledger.core import anomalies, kinds
 from kubeledger.core.baselines import Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import RecordSpec
@@ -94,7 +94,7 @@ class Runtime:
                            "(in flight when it stopped); the next record declares it lost",
                            ", ".join(map(str, sorted(lost))))
         ledger = Ledger(api, head, may_write=may_write, window=settings.write_window,
-                        lost=lost)
+                        lost=lost, flag=anomalies.Detector(settings.anomaly_policy()))
         recorder = Recorder(
             cluster=settings.cluster_name,
             redactor=Redactor(settings.redaction_salt.get_secret_value().encode(),

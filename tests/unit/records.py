@@ -103,6 +103,9 @@ def full_spec() -> model.RecordSpec:
             source=model.CommitSource.ARGOCD,
         ),
         snapshot={"spec": {"replicas": 5, "note": SNAPSHOT_MARKER}},
+        anomalies=[model.Anomaly(kind=model.AnomalyKind.OUT_OF_BAND_CHANGE,
+                                 reason="Deployment web is managed by Argo CD but was "
+                                        "changed (image-changed) by alice")],
         chain=model.Chain(
             sequence=4711,
             previousHash="a" * 64,

@@ -113,6 +113,7 @@ def test_printer_columns() -> None:
         ("Initiator", ".spec.initiator.username", 0),
         ("Commit", ".spec.commit.sha", 0),
         ("Severity", ".spec.severity", 1),
+        ("Anomalies", ".spec.anomalies[*].kind", 1),
         ("Age", ".metadata.creationTimestamp", 0),
     ]
 

@@ -87,6 +87,20 @@ class CommitSource(StrEnum):
     UNRESOLVED = "unresolved"
 
 
+class AnomalyKind(StrEnum):
+    """Why a change looks wrong: the README's "Anomalies" section says what triggers each."""
+
+    OUT_OF_BAND_CHANGE = "out-of-band-change"
+    UNVERIFIED_INITIATOR = "unverified-initiator"
+    DECLARED_MISMATCH = "declared-mismatch"
+    OUTSIDE_CHANGE_WINDOW = "outside-change-window"
+    BURST = "burst"
+    CRITICAL_RBAC = "critical-rbac"
+    ROLLBACK_SPIKE = "rollback-spike"
+    FAILURE_SPIKE = "failure-spike"
+    UNAPPROVED_REGISTRY = "unapproved-registry"
+
+
 class _Wire(BaseModel):
     """Base of every record part: wire names as written, unknown fields refused."""
 
@@ -140,6 +154,13 @@ class Commit(_Wire):
     source: CommitSource = CommitSource.UNRESOLVED
 
 
+class Anomaly(_Wire):
+    """One reason to look twice at a change, flagged before the record is sealed."""
+
+    kind: AnomalyKind
+    reason: str
+
+
 class Chain(_Wire):
     """The record's place in the tamper-evident hash chain.
 
@@ -174,6 +195,8 @@ class RecordSpec(_Wire):
     # The redacted projection of the object after the change: the baseline the next
     # change (or a catch-up after downtime) is diffed against. Absent after a deletion.
     snapshot: dict[str, JsonValue] | None = None
+    # What looks wrong about the change (``core.anomalies``); part of the sealed content.
+    anomalies: list[Anomaly] = Field(default_factory=list)
     chain: Chain | None = None
 
     def wire(self) -> dict[str, JsonValue]:

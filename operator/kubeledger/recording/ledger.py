@@ -47,6 +47,11 @@ class NotWriterError(RuntimeError):
     """This replica may no longer write records: its leadership ended."""
 
 
+def unflagged(spec: RecordSpec) -> RecordSpec:
+    """The flagging of a ledger that looks for no anomalies (tests, tools)."""
+    return spec
+
+
 def always() -> bool:
     """The fence of a ledger that is the only writer by construction (tests, tools)."""
     return True
@@ -57,8 +62,12 @@ class Ledger:
 
     def __init__(self, api: Kubernetes, head: chain.Head, *,
                  may_write: Callable[[], bool] = always, window: int = DEFAULT_WINDOW,
-                 lost: Iterable[int] = ()) -> None:
+                 lost: Iterable[int] = (),
+                 flag: Callable[[RecordSpec], RecordSpec] = unflagged) -> None:
         self._api = api
+        # Adds the record's anomalies (``core.anomalies``) just before it is sealed: so
+        # they are hashed with the rest, and the windowed detectors see chain order.
+        self._flag = flag
         self._head = head
         self._may_write = may_write
         self._slots = asyncio.Semaphore(window)
@@ -82,7 +91,7 @@ class Ledger:
         async with self._slots:
             async with self._sealing:
                 before, declared = self._head, self._lost
-                sealed, self._head = chain.seal(spec, before, lost=declared)
+                sealed, self._head = chain.seal(self._flag(spec), before, lost=declared)
                 self._lost = set()
                 sealed_as = self._head
             try:

@@ -183,7 +183,7 @@ class Recorder:
                             initiator=initiator, commit=commit)
         written = await self._ledger.append(draft.name, spec)
         if written is not None:  # None: recorded before (a re-list, a restart), not new
-            _count(written)
+            _count(draft.name, written)
         return written
 
     def _role_rules(self, kind: str, namespace: str, name: str) -> list[Mapping[str, Any]] | None:
@@ -194,9 +194,14 @@ class Recorder:
         return rules
 
 
-def _count(written: RecordSpec) -> None:
-    """Counts a new record, and whether nothing said who made its change."""
-    kind = written.subject.kind
-    metrics.RECORDS_WRITTEN.labels(kind, written.action.value).inc()
+def _count(name: str, written: RecordSpec) -> None:
+    """Counts a new record, whether nothing said who made its change, and its anomalies."""
+    subject = written.subject
+    metrics.RECORDS_WRITTEN.labels(subject.kind, written.action.value).inc()
     if written.initiator.source is InitiatorSource.UNRESOLVED:
-        metrics.UNRESOLVED_INITIATORS.labels(kind).inc()
+        metrics.UNRESOLVED_INITIATORS.labels(subject.kind).inc()
+    for anomaly in written.anomalies:
+        metrics.anomaly(anomaly.kind.value, namespace=subject.namespace or "",
+                        subject=f"{subject.kind}/{subject.name}",
+                        initiator=written.initiator.username or "unresolved", record=name,
+                        at=written.observedAt.timestamp())

@@ -190,6 +190,8 @@ def _kubeledger(name: str, spec: model.RecordSpec) -> dict[str, Any]:
         "changes_truncated": spec.changesTruncated,
         "changed_paths": [change.path for change in spec.changes],
         "reasons": list(spec.reasons),
+        "anomalies": [{"kind": anomaly.kind.value, "reason": anomaly.reason}
+                      for anomaly in spec.anomalies],
         "initiator": _initiator(spec.initiator),
         "commit": {
             "sha": spec.commit.sha,

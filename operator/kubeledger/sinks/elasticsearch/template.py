@@ -25,7 +25,7 @@ TEMPLATE_PRIORITY = 200
 # The template's "version", for people reading the installed template (GET
 # _index_template/kubeledger): raise it with every mapping change. The sink puts the
 # template at every start whatever is installed, so nothing compares it.
-TEMPLATE_VERSION = 3
+TEMPLATE_VERSION = 4
 
 # Longest value kept as an exact keyword; longer values are still stored and, for the
 # text fields, searchable as words. Elasticsearch refuses terms over 32 KiB outright.
@@ -72,6 +72,7 @@ _KEYWORD_FIELDS = (
     "kubeledger.initiator.tool",
     "kubeledger.initiator.impersonated_by",
     "kubeledger.initiator.declared",
+    "kubeledger.anomalies.kind",
     "kubeledger.commit.sha",
     "kubeledger.commit.repository",
     "kubeledger.commit.source",
@@ -86,7 +87,8 @@ _KEYWORD_FIELDS = (
 _NAME_FIELDS = ("user.name", "user.effective.name")
 # Old and new values and the reasons: searchable by word ("nginx", "cluster-admin") and,
 # when short, by exact text.
-_VALUE_FIELDS = ("kubeledger.changes.old", "kubeledger.changes.new", "kubeledger.reasons")
+_VALUE_FIELDS = ("kubeledger.changes.old", "kubeledger.changes.new", "kubeledger.reasons",
+                 "kubeledger.anomalies.reason")
 _LONG_FIELDS = ("event.severity", "kubeledger.chain.sequence", "kubeledger.checkpoint.sequence")
 _BOOLEAN_FIELDS = (
     "kubeledger.changes_truncated",
