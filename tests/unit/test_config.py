@@ -202,3 +202,29 @@ def test_an_unusable_checkpoint_key_stops_start_up_naming_the_setting(tmp_path: 
     with pytest.raises(config.ConfigError) as raised:
         config.load({**ENV, "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(short)})
     assert "not-secret-enough" not in str(raised.value)
+
+
+def test_anomaly_settings_from_the_environment() -> None:
+    settings = config.load({**ENV, "KUBELEDGER_PROTECTED_NAMESPACES": "prod, prod-*",
+                            "KUBELEDGER_CHANGE_WINDOWS": "0 9 * * 1-5 8h; 0 10 * * 6 2h",
+                            "KUBELEDGER_CHANGE_WINDOW_TIME_ZONE": "Europe/Berlin",
+                            "KUBELEDGER_ANOMALIES_DISABLED": "burst,failure-spike",
+                            "KUBELEDGER_BURST_CHANGES": "50"})
+    policy = settings.anomaly_policy()
+
+    assert policy.protected_namespaces == ("prod", "prod-*")
+    assert [window.text for window in policy.change_windows] == ["0 9 * * 1-5 8h",
+                                                                  "0 10 * * 6 2h"]
+    assert policy.change_window_zone.key == "Europe/Berlin"
+    assert sorted(policy.disabled) == ["burst", "failure-spike"]
+    assert policy.burst.count == 50
+
+
+def test_bad_anomaly_settings_are_refused_by_name() -> None:
+    refused({**ENV, "KUBELEDGER_CHANGE_WINDOWS": "0 9 * *"},
+            r"^invalid configuration: change_windows: .*five cron fields")
+    refused({**ENV, "KUBELEDGER_CHANGE_WINDOW_TIME_ZONE": "Europe/Atlantis"},
+            r"change_window_time_zone: .*unknown time zone 'Europe/Atlantis'")
+    refused({**ENV, "KUBELEDGER_ANOMALIES_DISABLED": "bursts"},
+            r"anomalies_disabled\.0: .*'burst'")
+    refused({**ENV, "KUBELEDGER_SPIKE_MINUTES": "0"}, r"spike_minutes: .*greater than 0")

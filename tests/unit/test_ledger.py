@@ -30,6 +30,25 @@ async def test_records_are_chained_in_the_order_they_are_appended() -> None:
     assert ledger.head.sequence == 5
 
 
+async def test_anomalies_are_flagged_in_chain_order_before_the_seal() -> None:
+    kube = FakeKube()
+    seen: list[int] = []
+
+    def flag(spec: model.RecordSpec) -> model.RecordSpec:
+        seen.append((spec.snapshot or {})["spec"]["replicas"])
+        return spec.model_copy(update={"anomalies": [
+            model.Anomaly(kind=model.AnomalyKind.BURST, reason=f"number {len(seen)}")]})
+
+    ledger = Ledger(kube, chain.Head(), flag=flag)
+    await asyncio.gather(*(ledger.append(f"record-{n}", spec(n)) for n in range(1, 4)))
+
+    written = kube.records()
+    assert seen == [1, 2, 3]
+    assert [written[f"record-{n}"]["anomalies"][0]["reason"] for n in range(1, 4)] == [
+        "number 1", "number 2", "number 3"]
+    assert chain.verify(written.items()).intact  # the flags are in the hashed content
+
+
 async def test_a_change_recorded_before_is_not_recorded_again() -> None:
     kube = FakeKube()
     first = Ledger(kube, chain.Head())
