@@ -22,6 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kubeledger import config
+from kubeledger.core.model import AnomalyKind
 from stack import helm_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +34,7 @@ NAMESPACE = "audit"
 KUBERNETES_VERSION = "1.30.0"
 # Kinds kubernetes_validate has no schema for (cert-manager's and the Prometheus Operator's
 # CRDs).
-CUSTOM_KINDS = {"Issuer", "Certificate", "ServiceMonitor"}
+CUSTOM_KINDS = {"Issuer", "Certificate", "ServiceMonitor", "PrometheusRule"}
 FULLNAME = f"{RELEASE}-kubeledger"
 SELECTOR = {"app.kubernetes.io/name": "kubeledger", "app.kubernetes.io/instance": RELEASE}
 
@@ -60,6 +62,20 @@ FULL_VALUES: dict[str, Any] = {
     "logFormat": "text",
     "metrics": {
         "serviceMonitor": {"enabled": True, "interval": "1m", "labels": {"release": "prom"}},
+        "prometheusRule": {"enabled": True, "interval": "30s", "firingMinutes": 5,
+                           "labels": {"release": "prom"},
+                           "severities": {"default": "info", "critical-rbac": "page"}},
+    },
+    "anomalies": {
+        "disabled": ["burst"],
+        "protectedNamespaces": ["prod", "prod-*"],
+        "changeWindows": ["0 9 * * 1-5 8h", "0 10 * * 6 2h"],
+        "changeWindowTimeZone": "Europe/Berlin",
+        "changeWindowExempt": ["oncall"],
+        "gitopsExempt": ["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
+        "burst": {"changes": 40, "minutes": 2},
+        "spikes": {"rollbacks": 2, "failures": 4, "minutes": 15},
+        "approvedRegistries": ["ghcr.io/acme", "registry.example.com"],
     },
 }
 
@@ -749,3 +765,58 @@ def test_the_operator_reads_what_protects_the_records(default_manifests: list[Ma
 def test_the_guard_can_be_left_out(helm: Helm) -> None:
     kinds = {doc["kind"] for doc in helm.template("--set", "protection.enabled=false")}
     assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
+def operator_settings(manifests: list[Manifest]) -> config.Settings:
+    """What the operator makes of the environment the chart gives it."""
+    environ = {name: item.get("value", "") for name, item in container_env(manifests).items()
+               if "value" in item and name.startswith(config.ENV_PREFIX)
+               and name != config.CONFIG_FILE_ENV}  # the files are not here
+    return config.load({**environ, "KUBELEDGER_REDACTION_SALT": "unit-test"})
+
+
+def test_anomaly_values_reach_the_operator(default_manifests: list[Manifest],
+                                           full_manifests: list[Manifest]) -> None:
+    defaults = operator_settings(default_manifests).anomaly_policy()
+    assert defaults.disabled == frozenset() and defaults.protected_namespaces == ()
+    assert (defaults.burst.count, defaults.burst.within.total_seconds()) == (20, 300)
+    policy = operator_settings(full_manifests).anomaly_policy()
+    assert policy.disabled == {AnomalyKind.BURST}
+    assert policy.protected_namespaces == ("prod", "prod-*")
+    assert [window.text for window in policy.change_windows] == FULL_VALUES["anomalies"][
+        "changeWindows"]
+    assert policy.change_window_zone.key == "Europe/Berlin"
+    assert policy.change_window_exempt == {"oncall"}
+    assert policy.gitops_exempt == set(FULL_VALUES["anomalies"]["gitopsExempt"])
+    assert (policy.burst.count, policy.burst.within.total_seconds()) == (40, 120)
+    assert (policy.rollback_spike.count, policy.failure_spike.count) == (2, 4)
+    assert policy.failure_spike.within.total_seconds() == 900
+    assert policy.approved_registries == ("ghcr.io/acme", "registry.example.com")
+
+
+def test_prometheus_rule_alerts_on_every_anomaly_kind(default_manifests: list[Manifest],
+                                                      full_manifests: list[Manifest]) -> None:
+    assert not [doc for doc in default_manifests if doc["kind"] == "PrometheusRule"]
+    rule = only(full_manifests, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    (group,) = rule["spec"]["groups"]
+    assert group["interval"] == "30s"
+    by_kind = {alert["expr"].split('"')[1]: alert for alert in group["rules"]}
+    assert set(by_kind) == {kind.value for kind in AnomalyKind}
+    for alert in by_kind.values():
+        assert alert["expr"].endswith("> time() - 300")
+        assert "{{ $labels.subject }}" in alert["annotations"]["summary"]
+        assert "{{ $labels.initiator }}" in alert["annotations"]["summary"]
+    # Helm merges the maps: the chart's own entries stay unless overridden.
+    assert [by_kind[kind]["labels"]["severity"] for kind in (
+        "critical-rbac", "out-of-band-change", "burst")] == ["page", "critical", "info"]
+
+
+def test_anomaly_values_are_checked(helm: Helm) -> None:
+    for flag, expected in [
+        ("anomalies.disabled[0]=bursts", "anomalies/disabled/0"),
+        ("anomalies.changeWindows[0]=9am", "anomalies/changeWindows/0"),
+        ("metrics.prometheusRule.severities.outofband=page", "outofband"),
+    ]:
+        done = helm.run("template", RELEASE, str(CHART), "--set", flag)
+        assert done.returncode != 0 and expected in done.stderr, done.stderr
