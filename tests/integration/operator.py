@@ -30,6 +30,26 @@ NAME = "operator"
 SETTLE_SECONDS = 5.0
 
 
+# The session operator looks for every anomaly kind, tuned so that test_anomalies can plant
+# each one quickly: one protected namespace; a single change window that never opens
+# (00:00 on February 29th, for a minute) with the admin's group exempt; small burst and
+# spike thresholds; and the stack's own test images as the only approved registry. Other
+# tests' records may carry anomalies too (alice's changes come in bursts); none checks
+# that they have none.
+PROTECTED_NAMESPACE = "anomalies-prod"
+ANOMALY_ENV = {
+    "KUBELEDGER_PROTECTED_NAMESPACES": PROTECTED_NAMESPACE,
+    "KUBELEDGER_CHANGE_WINDOWS": "0 0 29 2 * 1m",
+    "KUBELEDGER_CHANGE_WINDOW_EXEMPT": "system:masters",
+    "KUBELEDGER_BURST_CHANGES": "15",
+    "KUBELEDGER_BURST_MINUTES": "1",
+    "KUBELEDGER_ROLLBACK_SPIKE_COUNT": "1",
+    "KUBELEDGER_FAILURE_SPIKE_COUNT": "1",
+    "KUBELEDGER_SPIKE_MINUTES": "10",
+    "KUBELEDGER_APPROVED_REGISTRIES": "localhost/kubeledger",
+}
+
+
 @dataclass
 class Operator:
     """One operator process against one stack, tracked by PID like every stack process."""
@@ -80,7 +100,7 @@ class Operator:
         self.processes.start(NAME, [str(executable), "run", "--liveness", health,
                                     "--readiness", ready, "--metrics", self.metrics_url,
                                     "--log-format", "json"],
-                             env={**self.endpoints.operator_env(), **extra_env})
+                             env={**self.endpoints.operator_env(), **ANOMALY_ENV, **extra_env})
         wait_until(lambda: http_ok(ready) and self._times_recording_live() > recorded_before,
                    "the operator", self.processes, NAME)
 

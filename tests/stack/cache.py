@@ -29,6 +29,8 @@ DEBIAN_PACKAGES = (
     # the node: container runtime pieces, networking, images
     "runc", "containernetworking-plugins", "iptables", "nftables", "iproute2", "conntrack",
     "docker-registry", "busybox-static", "umoci", "buildah", "debootstrap",
+    # the anomaly alerts' tests: a real Alertmanager (stack.alertmanager)
+    "prometheus-alertmanager",
 )
 
 

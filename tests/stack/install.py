@@ -26,9 +26,10 @@ from stack.shell import run, say
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 # Packages that ship a system service the stack never wants: it runs the daemon itself, as
-# a child process (docker-registry.service would listen on 0.0.0.0:5000). Their services
-# are neither started by the install nor enabled for the next boot.
-SERVICE_PACKAGES = ("docker-registry",)
+# a child process (docker-registry.service would listen on 0.0.0.0:5000, Alertmanager on
+# 0.0.0.0:9093). Their services are neither started by the install nor enabled for the
+# next boot.
+SERVICE_PACKAGES = ("docker-registry", "prometheus-alertmanager")
 # Asked by invoke-rc.d and deb-systemd-invoke before a package script starts a service.
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 

@@ -31,6 +31,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -49,7 +51,16 @@ class Prometheus:
     def __init__(
         self, endpoints: cluster.Endpoints, namespace: str, *, port_name: str = "metrics",
         metrics_path: str = "/metrics", name: str = "prometheus",
+        static_target: str | None = None, rule_files: Sequence[Path] = (),
+        alertmanager_url: str | None = None,
     ) -> None:
+        # ``static_target`` (``host:port``) replaces discovery: a process on the host (the
+        # integration tests' operator) has no EndpointSlice. ``rule_files`` are plain
+        # Prometheus rule files, evaluated at the short interval; firing alerts go to
+        # ``alertmanager_url``.
+        self.static_target = static_target
+        self.rule_files = tuple(rule_files)
+        self.alertmanager_url = alertmanager_url
         self.endpoints = endpoints
         self.namespace = namespace
         self.port_name = port_name
@@ -108,13 +119,12 @@ class Prometheus:
         stack_pki = self.endpoints.pki
         interval = f"{SCRAPE_INTERVAL_SECONDS}s"
         meta = "__meta_kubernetes_"
+        if self.static_target is not None:
+            return {**self._global(interval), "scrape_configs": [{
+                "job_name": self.name, "metrics_path": self.metrics_path,
+                "static_configs": [{"targets": [self.static_target]}]}]}
         return {
-            "global": {
-                "scrape_interval": interval,
-                # The default timeout (10 s) must not exceed the interval.
-                "scrape_timeout": interval,
-                "evaluation_interval": interval,
-            },
+            **self._global(interval),
             "scrape_configs": [{
                 "job_name": self.name,
                 "metrics_path": self.metrics_path,
@@ -138,6 +148,25 @@ class Prometheus:
                 ],
             }],
         }
+
+    def _global(self, interval: str) -> dict[str, Any]:
+        # The default scrape timeout (10 s) must not exceed the interval.
+        return {"global": {"scrape_interval": interval, "scrape_timeout": interval,
+                           "evaluation_interval": interval}, **self._alerting()}
+
+    def _alerting(self) -> dict[str, Any]:
+        """Rule files and the Alertmanager, when given."""
+        found: dict[str, Any] = {}
+        if self.rule_files:
+            found["rule_files"] = [str(path) for path in self.rule_files]
+        if self.alertmanager_url is not None:
+            host = self.alertmanager_url.removeprefix("http://")
+            found["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [host]}]}]}
+        return found
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts of its rules, pending and firing (``labels``, ``state``, ...)."""
+        return list(self._get("alerts")["alerts"])
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The result of an instant query (``data.result``: one dict per series)."""
