@@ -60,7 +60,7 @@ def elasticsearch(stack: Endpoints) -> Iterator[Elasticsearch]:
     es = Elasticsearch(
         stack.elasticsearch_url,
         basic_auth=(stack.elasticsearch_username, stack.elasticsearch_password),
-        request_timeout=30,
+        ca_certs=str(stack.elasticsearch_ca), request_timeout=30,
     )
     yield es
     es.close()

@@ -9,10 +9,13 @@ with one message naming the setting, before it touches the cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -26,19 +29,33 @@ from pydantic import (
     model_validator,
 )
 
+from kubeledger import tls_files
 from kubeledger.core import checkpoints, kinds
 from kubeledger.core.anomalies import cron
 from kubeledger.core.anomalies.policy import Policy, Threshold
 from kubeledger.core.model import AnomalyKind
 from kubeledger.core.redaction import RedactionPolicy
 from kubeledger.identity.commit import DEFAULT_COMMIT_ANNOTATIONS
-from kubeledger.recording import ledger, recorder
+from kubeledger.recording import ledger, recorder, replay
 from kubeledger.sinks.elasticsearch import ecs
 
 ENV_PREFIX = "KUBELEDGER_"
 CONFIG_FILE_ENV = "KUBELEDGER_CONFIG"
 # Also what ``kubeledger verify`` uses, which reads no settings.
 DEFAULT_API_TIMEOUT_SECONDS = 30.0
+
+
+# Kubernetes object names (RFC 1123): a label for namespaces, a subdomain for most others.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL.pattern}(\.{_DNS_LABEL.pattern})*")
+
+
+def _object_name(name: str, *, pattern: re.Pattern[str], longest: int, what: str) -> str:
+    if len(name) > longest or not pattern.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid {what}: lower-case letters, digits and "
+                         f"'-'{', dots between parts' if pattern is _DNS_SUBDOMAIN else ''}, "
+                         f"at most {longest} characters (a DNS-1123 name)")
+    return name
 
 
 class ConfigError(ValueError):
@@ -71,6 +88,29 @@ class ElasticsearchSettings(BaseModel):
     @classmethod
     def _valid_prefix(cls, prefix: str) -> str:
         return ecs.check_index_prefix(prefix)
+
+    @field_validator("ca_certs")
+    @classmethod
+    def _loadable_bundle(cls, path: Path | None) -> Path | None:
+        return None if path is None else tls_files.check_bundle(path)
+
+    @field_validator("urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not a URL starting with http:// or https:// "
+                                 "and naming a host")
+        return urls
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> ElasticsearchSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both or neither")
+        if self.api_key is not None and self.username is not None:
+            raise ValueError("set either api_key or username and password, not both")
+        return self
 
     @field_validator("checkpoint_key_file")
     @classmethod
@@ -145,6 +185,10 @@ class Settings(BaseModel):
     audit_client_ca: Path | None = None  # CA that signed the apiserver's client certificate
     # How long a live change waits for its audit event (the apiserver batches them).
     audit_wait_seconds: float = Field(default=3.0, ge=0)
+    # The apiserver's --audit-webhook-initial-backoff: how long it retries an audit batch,
+    # hence how long a downtime is recorded from the audit stream (recording/replay.py).
+    audit_initial_backoff_seconds: float = Field(
+        default=replay.DEFAULT_INITIAL_BACKOFF_SECONDS, gt=0)
     # Annotations naming the commit of a change, tried in order (see identity/commit.py).
     commit_annotations: list[str] = Field(
         default_factory=lambda: list(DEFAULT_COMMIT_ANNOTATIONS))
@@ -182,6 +226,44 @@ class Settings(BaseModel):
     spike_minutes: float = Field(default=30.0, gt=0)
     # Registries or registry paths images may come from; empty: any.
     approved_registries: list[str] = Field(default_factory=list)
+
+    @field_validator("redaction_salt")
+    @classmethod
+    def _salt_given(cls, salt: SecretStr) -> SecretStr:
+        if not salt.get_secret_value().strip():
+            raise ValueError("the salt is empty; give it the value of the release's salt "
+                             "Secret, the same at every start")
+        return salt
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, name: str) -> str:
+        return _object_name(name, pattern=_DNS_LABEL, longest=63, what="namespace name")
+
+    @field_validator("lease_name")
+    @classmethod
+    def _lease_name(cls, name: str) -> str:
+        return _object_name(name, pattern=_DNS_SUBDOMAIN, longest=253, what="Lease name")
+
+    @field_validator("pod_ip")
+    @classmethod
+    def _an_address(cls, address: str | None) -> str | None:
+        if address is not None:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return address
+
+    @field_validator("webhook_cert_dir")
+    @classmethod
+    def _serving_certificate(cls, directory: Path | None) -> Path | None:
+        return None if directory is None else tls_files.check_serving_directory(directory)
+
+    @field_validator("audit_client_ca")
+    @classmethod
+    def _client_ca(cls, path: Path | None) -> Path | None:
+        return None if path is None else tls_files.check_bundle(path)
 
     @field_validator("change_windows")
     @classmethod
@@ -294,6 +376,8 @@ def _validated(model: type[ModelT], data: dict[str, Any], *,
 
 def _problem(location: tuple[int | str, ...], message: str) -> str:
     """One problem, named by its setting; a rule over several settings names them itself."""
+    # pydantic prefixes the messages our validators raise; the setting's name says enough.
+    message = message.removeprefix("Value error, ")
     return f"{'.'.join(str(part) for part in location)}: {message}" if location else message
 
 

@@ -19,6 +19,10 @@ apiserver's own controllers use, and never compare the clocks of two machines:
   overlap, even when the holder is cut off from the apiserver and cannot tell anyone.
 - A holder that stops releases the Lease (empty ``holderIdentity``), so a standby takes
   over at its next try instead of waiting out the lease duration.
+
+What the new holder found in the Lease (``Predecessor``) says how long nobody wrote and
+whether the previous holder handed over: the replay of the audit stream needs both
+(``recording.replay``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ logger = logging.getLogger(__name__)
 RETRY_JITTER = 0.2
 # Attempts to hand the Lease back on a stop, each after a write conflict (a renewal).
 RELEASE_TRIES = 3
+
+
+@dataclass(frozen=True)
+class Predecessor:
+    """The Lease as the new holder found it: the previous holder's last renewal (or its
+    release), on that holder's clock, and whether it handed the Lease back."""
+
+    renewed: datetime | None
+    handed_over: bool
 
 
 class LeaseRefusedError(RuntimeError):
@@ -78,6 +91,8 @@ class Election:
         # Set when leadership ends without ``release`` (a renewal failed, or was lost).
         self.lost = asyncio.Event()
         self._released = False  # handed back by ``release``: ``keep`` ends quietly
+        # What the Lease said when this replica took it; None when it created the Lease.
+        self.predecessor: Predecessor | None = None
 
     @property
     def leading(self) -> bool:
@@ -197,9 +212,13 @@ class Election:
         if holder == self.identity:
             renewed = self._spec(transitions=transitions,
                                  acquired=spec.get("acquireTime") or _micro_time())
-        else:
-            renewed = self._spec(transitions=transitions + 1, acquired=_micro_time())
-        return await self._write(lease, renewed, started)
+            return await self._write(lease, renewed, started)
+        taken = await self._write(
+            lease, self._spec(transitions=transitions + 1, acquired=_micro_time()), started)
+        if taken:
+            self.predecessor = Predecessor(_parse_time(spec.get("renewTime")),
+                                           handed_over=not holder)
+        return taken
 
     async def _write(self, lease: Mapping[str, Any] | None, spec: dict[str, Any],
                      started: float) -> bool:
@@ -242,6 +261,13 @@ class Election:
             metadata["resourceVersion"] = lease["metadata"]["resourceVersion"]
         return {"apiVersion": kinds.LEASES.api_version, "kind": kinds.LEASES.kind,
                 "metadata": metadata, "spec": dict(spec)}
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _micro_time() -> str:

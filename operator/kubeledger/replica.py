@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from kubeledger import metrics, peers, probes, receivers
 from kubeledger.config import Settings
+from kubeledger.core.redaction import Redactor
 from kubeledger.identity.admission import AdmissionCache
 from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import crd, errors
@@ -97,9 +98,12 @@ class Replica:
             timing=Timing(settings.lease_duration_seconds,
                           settings.lease_renew_deadline_seconds,
                           settings.lease_retry_period_seconds))
+        # The audit log keeps the objects as written, redacted as records are.
+        redactor = Redactor(settings.redaction_salt.get_secret_value().encode(),
+                            settings.redaction)
         replica = cls(settings, api, election,
                       admission=AdmissionCache() if settings.webhook_port else None,
-                      audit=AuditLog() if settings.audit_port else None)
+                      audit=AuditLog(redactor=redactor) if settings.audit_port else None)
         replica._serve_probes_and_metrics(endpoints)
         replica.supervisor.spawn("the event loop watch", replica.loop_watch.run)
         replica.supervisor.spawn("the CRD check", replica._check_crd)

@@ -7,9 +7,10 @@ object's baseline and the head of the hash chain (a new leader continues the cha
 the records, never from what an earlier leader held); then deletions that happened while
 nobody was writing, from a listing (made while the records are read) that also says what
 kopf's first listing will deliver (``first_listing``). Only after that do kopf's watches
-start delivering events. Background work (shipping, the periodic checks, the watch on
-record deletions) runs under the ``supervision.Supervisor``, whose problems make the
-liveness probe fail."""
+start delivering events; what changed while nobody wrote is replayed from the audit
+stream where it can be (``recording.replay``). Background work (shipping, the periodic
+checks, the watch on record deletions) runs under the ``supervision.Supervisor``, whose
+problems make the liveness probe fail."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
 from kubeledger.kube import crd, errors
 from kubeledger.kube.api import Kubernetes
-from kubeledger.recording import break_glass, catchup, history, retention
+from kubeledger.leadership import Predecessor
+from kubeledger.recording import break_glass, catchup, history, replay, retention
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from kubeledger.sinks import Sink
@@ -69,11 +71,19 @@ class Runtime:
     @classmethod
     async def start(cls, settings: Settings, api: Kubernetes, *,
                     admission: AdmissionCache | None, audit: AuditLog | None,
-                    may_write: Callable[[], bool]) -> Runtime:
+                    may_write: Callable[[], bool],
+                    predecessor: Predecessor | None = None) -> Runtime:
         """Loads the records (the chain continues from them) and starts the writer's work.
 
-        ``may_write`` is the fence of leader election: the ledger asks it before every write.
+        ``may_write`` is the fence of leader election: the ledger asks it before every write;
+        ``predecessor`` what the Lease said of the writer before (None: there was none).
         """
+        written = audit.written if audit is not None else None
+        replaying = None if written is None or predecessor is None else replay.Replay.starting(
+            written, previous_renewal=predecessor.renewed,
+            handed_over=predecessor.handed_over, now=datetime.now(UTC),
+            initial_backoff=settings.audit_initial_backoff_seconds,
+            batch_wait=settings.audit_wait_seconds)
         await crd.ensure(api)
         # Where delivery stands, so that reading the records also gives the shipper the
         # ones it has not delivered (it would otherwise read every record once more).
@@ -108,6 +118,7 @@ class Runtime:
             installed_at=(datetime.now(UTC) if not found.records and not pruned_through
                           else None),
             inventory_per_second=settings.inventory_records_per_second,
+            replaying=replaying,
         )
         runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger, undelivered)

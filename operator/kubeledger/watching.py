@@ -87,7 +87,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         try:
             memo.runtime = replica.runtime = await Runtime.start(
                 operator_settings, replica.api, admission=replica.admission,
-                audit=replica.audit, may_write=replica.may_write)
+                audit=replica.audit, may_write=replica.may_write,
+                predecessor=replica.election.predecessor)
         except (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError) as error:
             raise kopf.PermanentError(str(error)) from error
         replica.crd_installed = True

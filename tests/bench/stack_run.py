@@ -104,7 +104,8 @@ def main() -> int:
         install = scale.first_install(operator, arrivals, scale.SideWriter(admin), deployments)
         elasticsearch = Elasticsearch(
             endpoints.elasticsearch_url, request_timeout=30,
-            basic_auth=(endpoints.elasticsearch_username, endpoints.elasticsearch_password))
+            basic_auth=(endpoints.elasticsearch_username, endpoints.elasticsearch_password),
+            ca_certs=str(endpoints.elasticsearch_ca))
         writers = Writers(endpoints)
         phases = PacePhases(arrivals, writers, deployments[:DEPLOYMENTS], elasticsearch,
                             scale.running(operator))

@@ -139,7 +139,8 @@ def test_history_from_elasticsearch_is_the_same_timeline(
                                      "-o", "json").stdout)
     env = {"ELASTICSEARCH_URL": stack.elasticsearch_url,
            "ELASTICSEARCH_USERNAME": stack.elasticsearch_username,
-           "ELASTICSEARCH_PASSWORD": stack.elasticsearch_password}
+           "ELASTICSEARCH_PASSWORD": stack.elasticsearch_password,
+           "ELASTICSEARCH_CA_CERTS": str(stack.elasticsearch_ca)}
 
     def searched() -> list[dict[str, Any]] | None:
         elasticsearch.indices.refresh(index="kubeledger-*")

@@ -20,6 +20,7 @@ from integration.operator import (
     verify_chain,
     wait_for_action,
 )
+from stack import pki
 from stack.cluster import Endpoints, Stack
 
 
@@ -121,31 +122,47 @@ def test_operator_killed_mid_batch_loses_and_doubles_nothing(
         operator.start()
 
 
-def test_wrong_credentials_say_so_keep_records_and_recover(
-    demo: Kubectl, operator: Operator, elasticsearch: Elasticsearch,
+def test_a_wrong_ca_or_wrong_credentials_say_so_keep_records_and_recover(
+    demo: Kubectl, stack: Endpoints, operator: Operator, elasticsearch: Elasticsearch,
 ) -> None:
-    operator.stop()
-    log_start = operator.log.stat().st_size
-    operator.start(ELASTICSEARCH_PASSWORD="not-the-password")  # noqa: S106 (a wrong one)
+    """Each misconfiguration is one clear line in the operator's log, no traceback; the
+    records wait in the cluster and are delivered once the operator runs with the right
+    settings. Both in one test: each needs the operator restarted with other settings."""
+    stray = pki.stray_ca(stack.pki)
+    user = stack.elasticsearch_writer_username
+    misconfigured = {
+        "wrong-ca": ({"ELASTICSEARCH_CA_CERTS": str(stray)},
+                     f"Elasticsearch at {stack.elasticsearch_url} presented a certificate "
+                     f"that the CA bundle {stray} (ELASTICSEARCH_CA_CERTS) does not verify "
+                     "(unable to get local issuer certificate); set ELASTICSEARCH_CA_CERTS "
+                     "to the CA that signed it"),
+        "locked": ({"ELASTICSEARCH_PASSWORD": "not-the-password"},
+                   f"rejected the credentials of user '{user}' (401)"),
+    }
+    uids = []
     try:
-        name = unique("locked")
-        uid, _ = apply_recorded(demo, deployment(name))
+        for prefix, (settings, complaint) in misconfigured.items():
+            operator.stop()
+            log_start = operator.log.stat().st_size
+            operator.start(**settings)
+            uid, _ = apply_recorded(demo, deployment(unique(prefix)))
+            uids.append(uid)
 
-        user = operator.endpoints.elasticsearch_writer_username
+            def said(complaint: str = complaint, log_start: int = log_start) -> str | None:
+                text = operator.log.read_text()[log_start:]
+                return text if complaint in text else None
 
-        def complaint() -> str | None:
-            text = operator.log.read_text()[log_start:]
-            return text if f"rejected the credentials of user '{user}' (401)" in text else None
-
-        log = eventually(complaint, what="the credentials error in the operator's log")
-        assert "not-the-password" not in log
-        assert log.count("rejected the credentials") == 1
-        assert documents(elasticsearch, uid) == []
-        assert records_of(demo, uid)  # kept in the cluster meanwhile
+            log = eventually(said, what=f"{complaint!r} in the operator's log")
+            assert log.count(complaint) == 1
+            assert "Traceback" not in log
+            assert "not-the-password" not in log
+            assert documents(elasticsearch, uid) == []
+            assert records_of(demo, uid)  # kept in the cluster meanwhile
     finally:
         operator.stop()
         operator.start()
-    delivered(elasticsearch, demo, uid, 1)
+    for uid in uids:
+        delivered(elasticsearch, demo, uid, 1)
 
 
 def test_search_by_user_and_action(kubectl: Kubectl, operator: Operator,
@@ -207,7 +224,8 @@ def test_the_operators_user_creates_documents_and_can_change_none(
                    if doc["_source"]["event"]["action"] == "created"]
     index, name = document["_index"], document["_id"]
     writer = Elasticsearch(stack.elasticsearch_url, basic_auth=(
-        stack.elasticsearch_writer_username, stack.elasticsearch_writer_password))
+        stack.elasticsearch_writer_username, stack.elasticsearch_writer_password),
+        ca_certs=str(stack.elasticsearch_ca))
     tampering: dict[str, Callable[[], object]] = {
         "delete it": lambda: writer.delete(index=index, id=name),
         "overwrite it": lambda: writer.index(index=index, id=name, document={"forged": 1}),

@@ -108,7 +108,8 @@ def test_elasticsearch_indexes_and_searches_with_credentials(
 
 
 def test_elasticsearch_refuses_wrong_password(stack: Endpoints) -> None:
-    intruder = Elasticsearch(stack.elasticsearch_url, basic_auth=("elastic", "wrong"))
+    intruder = Elasticsearch(stack.elasticsearch_url, basic_auth=("elastic", "wrong"),
+                             ca_certs=str(stack.elasticsearch_ca))
     with pytest.raises(AuthenticationException):
         intruder.search(index="*")
     intruder.close()

@@ -23,7 +23,7 @@ The local stack is up ({directory}): Kubernetes {version} with one node, Elastic
   export PATH={kubectl_dir}:$PATH  # kubectl {version}, matching the apiserver
   kubectl --context alice -n demo create deployment web --image=$TEST_IMAGE
   kubectl get auditrecords
-  curl -u "$ELASTICSEARCH_USERNAME:$ELASTICSEARCH_PASSWORD" \\
+  curl --cacert "$ELASTICSEARCH_CA_CERTS" -u "$ELASTICSEARCH_USERNAME:$ELASTICSEARCH_PASSWORD" \\
     "$ELASTICSEARCH_URL/_nodes/_local?filter_path=nodes.*.version"
 Logs: {directory}/logs/   PIDs: {directory}/run/   Stop everything: make dev-down
 """

@@ -240,12 +240,17 @@ class Endpoints:
     @property
     def elasticsearch_url(self) -> str:
         """Elasticsearch for clients on the host (tests, a host-run operator)."""
-        return f"http://127.0.0.1:{self.ports['elasticsearch']}"
+        return f"https://127.0.0.1:{self.ports['elasticsearch']}"
 
     @property
     def elasticsearch_cluster_url(self) -> str:
         """Elasticsearch for pods: the same server, on the host's node-network address."""
-        return f"http://{self.plan.host_address}:{self.ports['elasticsearch']}"
+        return f"https://{self.plan.host_address}:{self.ports['elasticsearch']}"
+
+    @property
+    def elasticsearch_ca(self) -> Path:
+        """The CA bundle that verifies Elasticsearch's HTTPS certificate: the stack's CA."""
+        return self.pki.ca_cert
 
     # The superuser: what tests read (and tamper) with; the operator writes as the writer.
     elasticsearch_username = "elastic"
@@ -271,6 +276,7 @@ class Endpoints:
             "ELASTICSEARCH_URL": self.elasticsearch_url,
             "ELASTICSEARCH_USERNAME": self.elasticsearch_writer_username,
             "ELASTICSEARCH_PASSWORD": self.elasticsearch_writer_password,
+            "ELASTICSEARCH_CA_CERTS": str(self.elasticsearch_ca),
             # Signed checkpoints, often enough that a test need not wait for one.
             "ELASTICSEARCH_CHECKPOINT_KEY_FILE": str(self.checkpoint_key_file),
             "ELASTICSEARCH_CHECKPOINT_INTERVAL_SECONDS": "2",
@@ -458,7 +464,7 @@ class Stack:
         return elasticsearch.Server(
             elasticsearch.directory_for(self.directory), self.processes, endpoints.ports,
             endpoints.elasticsearch_password,
-            writer_password=endpoints.elasticsearch_writer_password,
+            writer_password=endpoints.elasticsearch_writer_password, tls=endpoints.pki,
             also_on=endpoints.plan.host_address)
 
     def _start_etcd(self, endpoints: Endpoints) -> None:

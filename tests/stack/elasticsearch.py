@@ -5,7 +5,9 @@ then runs as the unprivileged system user ``kubeledger-es``, which owns this sta
 Elasticsearch config, data and log directories. Its HTTP port listens on 127.0.0.1 for
 the host and on the host's node-network address for pods (``also_on``); the transport
 port stays on 127.0.0.1, so with ``discovery.type: single-node`` it skips the production
-bootstrap checks. The ``elastic`` user's password comes from the keystore
+bootstrap checks. The HTTP port serves HTTPS only, with a certificate the stack's CA
+signed (``pki``): every client (the operator, the chart's pods, the tests, the command
+line) verifies it with that CA. The ``elastic`` user's password comes from the keystore
 (``bootstrap.password``), generated per stack; the operator writes as ``WRITER_USER``, a
 file-realm user that may create documents and nothing more. ``elasticsearch.yml`` is
 rewritten at every start, so a stack directory made by an older version gains new
@@ -20,11 +22,12 @@ import json
 import os
 import pwd
 import shutil
+import ssl
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from stack import cache
+from stack import cache, pki
 from stack.processes import ProcessTable
 from stack.readiness import http_ok, wait_until
 from stack.shell import run, say
@@ -34,6 +37,7 @@ SERVICE_USER = "kubeledger-es"
 # directory (a checkout under root's home, mode 0700): one directory per stack path.
 UNREACHABLE_STACKS_HOME = Path("/var/lib/kubeledger/elasticsearch")
 HEAP = "-Xms512m -Xmx512m -XX:-UsePerfData"
+TLS_DIRECTORY = "tls"  # inside the config directory
 # The operator's own user: the least the README's "Write-once credentials" asks for, in
 # the file realm (this distribution has no security index to keep native users in).
 WRITER_USER = "kubeledger-writer"
@@ -54,9 +58,10 @@ class Server:
 
     def __init__(
         self, directory: Path, processes: ProcessTable, ports: Mapping[str, int], password: str,
-        *, writer_password: str, also_on: str | None = None,
+        *, writer_password: str, tls: pki.Pki, also_on: str | None = None,
     ) -> None:
         self.directory = directory
+        self.tls = tls
         self.http_hosts = ["127.0.0.1", *([also_on] if also_on else [])]
         self.processes = processes
         self.http_port = ports["elasticsearch"]
@@ -66,7 +71,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"https://127.0.0.1:{self.http_port}"
 
     def start(self) -> None:
         """Starts the server unless it runs; does not wait (see ``wait_ready``)."""
@@ -76,6 +81,7 @@ class Server:
         if not (config / "elasticsearch.keystore").is_file():
             self._configure(config)
         self._write_settings(config)
+        self._copy_certificate(config)
         self._add_writer(config)
         self._temporary_directory().mkdir(exist_ok=True)
         _give_to_service_user(self._temporary_directory())
@@ -90,7 +96,8 @@ class Server:
         # The Maven distribution lacks the module serving ``GET /``; cluster health answers.
         credentials = base64.b64encode(f"elastic:{self.password}".encode()).decode()
         headers = {"Authorization": f"Basic {credentials}"}
-        wait_until(lambda: http_ok(f"{self.url}/_cluster/health", headers=headers),
+        context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        wait_until(lambda: http_ok(f"{self.url}/_cluster/health", context, headers),
                    "Elasticsearch", self.processes, self.name)
 
     def _configure(self, config: Path) -> None:
@@ -119,8 +126,11 @@ class Server:
             "path.data": str(self.directory / "data"),
             "path.logs": str(self.directory / "logs"),
             "xpack.security.enabled": "true",
-            # Plain HTTP on loopback: the tests exercise authentication, not TLS to ES.
-            "xpack.security.http.ssl.enabled": "false",
+            # HTTPS only, as in production: clients verify the server with the stack's CA.
+            # The paths are relative to the config directory, the only place it may read.
+            "xpack.security.http.ssl.enabled": "true",
+            "xpack.security.http.ssl.certificate": f"{TLS_DIRECTORY}/http.crt",
+            "xpack.security.http.ssl.key": f"{TLS_DIRECTORY}/http.key",
             "xpack.security.transport.ssl.enabled": "false",
             # Shared CI disks fill up; the watermark must not block test indices.
             "cluster.routing.allocation.disk.threshold_enabled": "false",
@@ -130,6 +140,16 @@ class Server:
         lines = [f"{key}: {value}\n" for key, value in settings.items()]
         (config / "elasticsearch.yml").write_text(
             defaults + "\n# written by kubeledger's local stack\n" + "".join(lines))
+
+    def _copy_certificate(self, config: Path) -> None:
+        """The HTTPS certificate and key, copied at every start (the stack may remake them)."""
+        target = config / TLS_DIRECTORY
+        target.mkdir(exist_ok=True)
+        name = pki.ELASTICSEARCH_CERTIFICATE
+        shutil.copyfile(self.tls.path(f"{name}.crt"), target / "http.crt")
+        key = target / "http.key"
+        key.touch(mode=0o600)
+        shutil.copyfile(self.tls.path(f"{name}.key"), key)
 
     def _add_writer(self, config: Path) -> None:
         """The operator's write-once user and role, in the file realm (read at start)."""

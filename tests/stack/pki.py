@@ -3,12 +3,14 @@
 One CA signs every certificate: the apiserver's serving certificate (127.0.0.1, the
 host's address on the node network, and the names and first address of the in-cluster
 ``kubernetes`` Service), the kubelet's serving certificate (the node's address), the
-operator's webhook serving certificate, a serving certificate for the controller-manager's
-and scheduler's health ports, and client certificates for the admin, each control-plane
-component, the kubelet (``system:node:<name>`` in ``system:nodes``, as the Node authorizer
-requires), kube-proxy, the apiserver's own calls to kubelets, and the apiserver's audit
-webhook. A separate RSA key pair signs service-account tokens, and a static token file
-gives named users (alice, bob) whom tests act as.
+operator's webhook serving certificate, Elasticsearch's HTTPS certificate (127.0.0.1 and
+the host's address on the node network, where pods reach it), a serving certificate for
+the controller-manager's and scheduler's health ports, and client certificates for the
+admin, each control-plane component, the kubelet (``system:node:<name>`` in
+``system:nodes``, as the Node authorizer requires), kube-proxy, the apiserver's own
+calls to kubelets, and the apiserver's audit webhook. A separate RSA key pair signs
+service-account tokens, and a static token file gives named users (alice, bob) whom
+tests act as.
 
 Each certificate is remade when its subject or names change (``<name>.spec`` records
 them), so a stack directory from an older layout gains what it lacks on its next start.
@@ -28,6 +30,7 @@ KUBERNETES_SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.defa
 # The apiserver's identity towards kubelets (logs, exec, port-forward); bound to the
 # built-in system:kubelet-api-admin role by the stack's bootstrap.
 APISERVER_KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+ELASTICSEARCH_CERTIFICATE = "elasticsearch"
 
 # Users that authenticate with a token; groups decide what RBAC grants them.
 TOKEN_USERS: dict[str, tuple[str, ...]] = {
@@ -85,6 +88,9 @@ def certificates(
         Certificate("kubelet-serving", f"/CN={node_name}",
                     (f"IP:{node_address}", f"DNS:{node_name}")),
         Certificate("webhook", "/CN=kubeledger-webhook", LOOPBACK_SANS),
+        # Elasticsearch serves HTTPS only: the host's clients and the pods verify it.
+        Certificate(ELASTICSEARCH_CERTIFICATE, "/CN=kubeledger-elasticsearch",
+                    (*LOOPBACK_SANS, f"IP:{host_address}")),
         # kube-controller-manager's and kube-scheduler's health ports on 127.0.0.1.
         Certificate("control-plane-serving", "/CN=kubeledger-control-plane", LOOPBACK_SANS),
         Certificate("admin", "/O=system:masters/CN=admin"),
@@ -124,6 +130,17 @@ def ensure_pki(directory: Path, wanted: list[Certificate]) -> Pki:
     for key in directory.glob("*.key"):
         key.chmod(0o600)
     return pki
+
+
+def stray_ca(pki: Pki) -> Path:
+    """A CA that signed nothing of the stack's (made once): the wrong CA bundle to hand a
+    client, to see it refuse the stack's servers."""
+    certificate = pki.path("stray-ca.crt")
+    if not certificate.is_file():
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                 "-keyout", pki.path("stray-ca.key"), "-out", certificate,
+                 "-subj", "/CN=kubeledger-stray-ca")
+    return certificate
 
 
 def _signed(pki: Pki, certificate: Certificate) -> None:

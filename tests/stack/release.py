@@ -9,8 +9,8 @@ the node's containerd; the chart runs it with everything wired as on a real clus
   kubeconfig only when it starts;
 - the audit receiver on port 8443 of that Service, at a fixed ClusterIP (the apiserver
   has no cluster DNS), over mutual TLS with the apiserver's audit client certificate;
-- Elasticsearch reached from the pod at the node's bridge address, with credentials from
-  a Secret.
+- Elasticsearch reached from the pod at the node's bridge address over HTTPS, verified
+  with the stack's CA (``elasticsearch.caSecret``), with credentials from a Secret.
 
 ``install()`` and ``upgrade()`` return once the writer records live: the Lease names
 one of the release's running pods, and that pod has logged that every watch has listed
@@ -47,6 +47,7 @@ AUDIT_PORT = 8443
 TLS_SECRET = f"{FULLNAME}-serving-tls"
 AUDIT_CA_SECRET = f"{FULLNAME}-audit-client-ca"
 ELASTICSEARCH_SECRET = f"{FULLNAME}-elasticsearch"
+ELASTICSEARCH_CA_SECRET = f"{FULLNAME}-elasticsearch-ca"
 CHECKPOINT_KEY_SECRET = f"{FULLNAME}-checkpoint-key"
 READY_TIMEOUT = "180s"
 # A standby waits out a Lease its killed predecessor held (15 s), then loads the records.
@@ -89,7 +90,7 @@ def values(*, image: str, service_ip: str, elasticsearch_url: str,
                     "service": {"clusterIP": service_ip}},
         "audit": {"enabled": True, "clientCASecret": AUDIT_CA_SECRET},
         "elasticsearch": {"url": elasticsearch_url, "existingSecret": ELASTICSEARCH_SECRET,
-                          "verifyCerts": False,
+                          "caSecret": ELASTICSEARCH_CA_SECRET,
                           # The host-run operator's key and pace (``operator_env``).
                           "checkpoints": {"intervalSeconds": 2,
                                           "keySecret": CHECKPOINT_KEY_SECRET}},
@@ -104,7 +105,7 @@ def build_image() -> tuple[str, Path]:
 
 def secret_manifests(*, serving_cert: Path, serving_key: Path, ca_cert: Path,
                      elasticsearch_username: str, elasticsearch_password: str,
-                     checkpoint_key: Path) -> str:
+                     elasticsearch_ca: Path, checkpoint_key: Path) -> str:
     """The Secrets the release refers to, as one JSON List for ``kubectl apply``."""
     def secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, Any]:
         return {"apiVersion": "v1", "kind": "Secret", "type": kind,
@@ -116,6 +117,7 @@ def secret_manifests(*, serving_cert: Path, serving_key: Path, ca_cert: Path,
         secret(AUDIT_CA_SECRET, {"ca.crt": ca_cert.read_text()}),
         secret(ELASTICSEARCH_SECRET, {"username": elasticsearch_username,
                                       "password": elasticsearch_password}),
+        secret(ELASTICSEARCH_CA_SECRET, {"ca.crt": elasticsearch_ca.read_text()}),
         secret(CHECKPOINT_KEY_SECRET, {"key": checkpoint_key.read_text()}),
     ]})
 
@@ -222,6 +224,7 @@ class Release:
             ca_cert=stack_pki.ca_cert,
             elasticsearch_username=self.endpoints.elasticsearch_writer_username,
             elasticsearch_password=self.endpoints.elasticsearch_writer_password,
+            elasticsearch_ca=self.endpoints.elasticsearch_ca,
             checkpoint_key=self.endpoints.checkpoint_key_file))
         manifests["items"].append({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",

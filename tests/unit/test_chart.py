@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import yaml
 from kubeledger import config
 from kubeledger.core.model import AnomalyKind
 from stack import helm_tool
+from unit.certificates import serving_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "kubeledger"
@@ -484,6 +486,7 @@ def test_audit_receiver_serves_on_the_webhook_service(helm: Helm) -> None:
     env = container_env(manifests)
     assert env["KUBELEDGER_AUDIT_PORT"]["value"] == "8443"
     assert env["KUBELEDGER_AUDIT_CLIENT_CA"]["value"] == "/etc/kubeledger/audit-ca/ca.crt"
+    assert env["KUBELEDGER_AUDIT_INITIAL_BACKOFF_SECONDS"]["value"] == "10"
     pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == "audit-ca"]
     assert volume["secret"]["secretName"] == "apiserver-ca"
@@ -767,20 +770,35 @@ def test_the_guard_can_be_left_out(helm: Helm) -> None:
     assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 
 
-def operator_settings(manifests: list[Manifest]) -> config.Settings:
-    """What the operator makes of the environment the chart gives it."""
+@pytest.fixture(scope="module")
+def mounts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pod's mounted certificates, laid out under a root of their own: the operator
+    checks them while it reads its settings."""
+    root = tmp_path_factory.mktemp("pod")
+    serving = serving_directory(root / "etc/kubeledger/webhook")
+    audit_ca = root / "etc/kubeledger/audit-ca"
+    audit_ca.mkdir()
+    shutil.copy(serving / "ca.crt", audit_ca / "ca.crt")
+    return root
+
+
+def operator_settings(manifests: list[Manifest], mounts: Path) -> config.Settings:
+    """What the operator makes of the environment the chart gives it, its files mounted."""
     environ = {name: item.get("value", "") for name, item in container_env(manifests).items()
                if "value" in item and name.startswith(config.ENV_PREFIX)
-               and name != config.CONFIG_FILE_ENV}  # the files are not here
-    return config.load({**environ, "KUBELEDGER_REDACTION_SALT": "unit-test"})
+               and name != config.CONFIG_FILE_ENV}  # the config file is not rendered here
+    mounted = {name: f"{mounts}{value}" if value.startswith("/etc/kubeledger/") else value
+               for name, value in environ.items()}
+    return config.load({**mounted, "KUBELEDGER_REDACTION_SALT": "unit-test"})
 
 
 def test_anomaly_values_reach_the_operator(default_manifests: list[Manifest],
-                                           full_manifests: list[Manifest]) -> None:
-    defaults = operator_settings(default_manifests).anomaly_policy()
+                                           full_manifests: list[Manifest],
+                                           mounts: Path) -> None:
+    defaults = operator_settings(default_manifests, mounts).anomaly_policy()
     assert defaults.disabled == frozenset() and defaults.protected_namespaces == ()
     assert (defaults.burst.count, defaults.burst.within.total_seconds()) == (20, 300)
-    policy = operator_settings(full_manifests).anomaly_policy()
+    policy = operator_settings(full_manifests, mounts).anomaly_policy()
     assert policy.disabled == {AnomalyKind.BURST}
     assert policy.protected_namespaces == ("prod", "prod-*")
     assert [window.text for window in policy.change_windows] == FULL_VALUES["anomalies"][

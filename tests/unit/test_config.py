@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 
 import pytest
 
 from kubeledger import config
+from unit.certificates import serving_directory
 
 SALT = "salt-from-the-secret"
 ENV = {"KUBELEDGER_REDACTION_SALT": SALT}
@@ -148,27 +150,42 @@ def test_the_api_timeout_has_a_default_and_must_be_positive() -> None:
     refused({**ENV, "KUBELEDGER_API_TIMEOUT_SECONDS": "0"}, "api_timeout_seconds")
 
 
+def test_the_apiserver_s_audit_backoff_has_its_default_and_must_be_positive() -> None:
+    assert config.load(ENV).audit_initial_backoff_seconds == 10
+    backoff = config.load({**ENV, "KUBELEDGER_AUDIT_INITIAL_BACKOFF_SECONDS": "2.5"})
+    assert backoff.audit_initial_backoff_seconds == 2.5
+    refused({**ENV, "KUBELEDGER_AUDIT_INITIAL_BACKOFF_SECONDS": "0"},
+            "audit_initial_backoff_seconds")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A real serving certificate directory and a CA bundle, as the pod mounts them."""
+    directory = serving_directory(tmp_path_factory.mktemp("webhook"))
+    return {"KUBELEDGER_WEBHOOK_CERT_DIR": str(directory),
+            "KUBELEDGER_AUDIT_CLIENT_CA": str(directory / "ca.crt")}
+
+
 @pytest.mark.parametrize(
-    ("environ", "missing"),
+    ("environ", "kept", "missing"),
     [
-        ({"KUBELEDGER_WEBHOOK_PORT": "8443"}, "webhook_cert_dir"),
-        ({"KUBELEDGER_AUDIT_PORT": "9443", "KUBELEDGER_AUDIT_CLIENT_CA": "/ca.crt"},
+        ({"KUBELEDGER_WEBHOOK_PORT": "8443"}, (), "webhook_cert_dir"),
+        ({"KUBELEDGER_AUDIT_PORT": "9443"}, ("KUBELEDGER_AUDIT_CLIENT_CA",),
          "webhook_cert_dir"),
-        ({"KUBELEDGER_AUDIT_PORT": "9443", "KUBELEDGER_WEBHOOK_CERT_DIR": "/certs"},
+        ({"KUBELEDGER_AUDIT_PORT": "9443"}, ("KUBELEDGER_WEBHOOK_CERT_DIR",),
          "audit_client_ca"),
     ],
 )
 def test_a_server_without_its_certificates_is_refused_before_start(
-    environ: dict[str, str], missing: str,
+    environ: dict[str, str], kept: tuple[str, ...], missing: str, served: dict[str, str],
 ) -> None:
-    refused({**ENV, **environ}, f"{missing} must be set")
+    refused({**ENV, **environ, **{name: served[name] for name in kept}},
+            f"{missing} must be set")
 
 
-def test_servers_with_their_certificates_are_accepted() -> None:
+def test_servers_with_their_certificates_are_accepted(served: dict[str, str]) -> None:
     settings = config.load({**ENV, "KUBELEDGER_WEBHOOK_PORT": "8443",
-                            "KUBELEDGER_AUDIT_PORT": "9443",
-                            "KUBELEDGER_WEBHOOK_CERT_DIR": "/certs",
-                            "KUBELEDGER_AUDIT_CLIENT_CA": "/ca.crt"})
+                            "KUBELEDGER_AUDIT_PORT": "9443", **served})
 
     assert (settings.webhook_port, settings.audit_port) == (8443, 9443)
 
@@ -228,3 +245,15 @@ def test_bad_anomaly_settings_are_refused_by_name() -> None:
     refused({**ENV, "KUBELEDGER_ANOMALIES_DISABLED": "bursts"},
             r"anomalies_disabled\.0: .*'burst'")
     refused({**ENV, "KUBELEDGER_SPIKE_MINUTES": "0"}, r"spike_minutes: .*greater than 0")
+
+
+def test_a_ca_bundle_that_cannot_be_loaded_stops_start_up(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.crt"
+    not_pem.write_text("not a certificate\n")
+    refused({**ENV, "ELASTICSEARCH_CA_CERTS": str(tmp_path / "absent.crt")},
+            "ca_certs", "cannot read the CA bundle .*absent.crt: No such file")
+    refused({**ENV, "ELASTICSEARCH_CA_CERTS": str(not_pem)},
+            "ca_certs", "holds no certificate TLS can load")
+    bundle = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    assert config.load({**ENV, "ELASTICSEARCH_CA_CERTS": str(bundle)}).elasticsearch.ca_certs == (
+        bundle)

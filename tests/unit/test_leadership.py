@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -246,3 +247,23 @@ async def test_a_release_that_meets_a_renewal_reads_the_lease_again() -> None:
 
     assert lease(kube)["holderIdentity"] == ""
     assert kube.calls["replace"] == 2
+
+
+async def test_the_new_holder_keeps_what_the_lease_said_of_its_predecessor() -> None:
+    """The replay of the audit stream needs the previous writer's last renewal and whether
+    it handed the Lease back (recording/replay.py)."""
+    kube, clock = FakeKube(), Clock()
+    first, second, third = (election(kube, name, clock) for name in ("pod-a", "pod-b", "pod-c"))
+    await first.acquire()
+    assert first.predecessor is None  # it created the Lease: nobody wrote before
+    renewed = lease(kube)["renewTime"]
+
+    assert not await second._try_to_hold()
+    clock.now += TIMING.lease_duration + 0.1
+    assert await second._try_to_hold()  # pod-a stopped renewing: it was not handed over
+    assert second.predecessor is not None and not second.predecessor.handed_over
+    assert second.predecessor.renewed == datetime.fromisoformat(str(renewed))
+
+    await second.release()
+    assert await third._try_to_hold()
+    assert third.predecessor is not None and third.predecessor.handed_over

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from kubeledger import config, logs
+from kubeledger import config, endpoint, logs
 from kubeledger.cli.exits import LEADERSHIP_LOST, OK, PROBLEMS, USAGE
 
 
@@ -20,21 +21,33 @@ def add(commands: Any) -> None:
         "run", help="run the operator (watches the cluster of KUBECONFIG or the pod's "
                     "service account)", description=__doc__)
     run_parser.add_argument(
-        "--liveness", metavar="URL",
+        "--liveness", metavar="URL", type=_served_at("http://HOST:PORT/healthz"),
         help="serve liveness, e.g. http://0.0.0.0:8080/healthz: 503 when the event loop "
              "stalls or a background task keeps failing")
     run_parser.add_argument(
-        "--readiness", metavar="URL",
+        "--readiness", metavar="URL", type=_served_at("http://HOST:PORT/readyz"),
         help="serve readiness, e.g. http://0.0.0.0:8081/readyz: 200 once the receivers "
              "serve and the CRD is in place (the writer: also once every watch has listed "
              "its kind, so changes are recorded live)")
     run_parser.add_argument("--metrics", metavar="URL",
+                            type=_served_at("http://HOST:PORT/metrics"),
                             help="serve Prometheus metrics, e.g. http://0.0.0.0:8082/metrics")
     run_parser.add_argument("--log-format", choices=logs.LOG_FORMATS, default="auto",
                             help="json (one object per line), text, or auto: text on a "
                                  "terminal, else json (default)")
     run_parser.add_argument("--verbose", action="store_true", help="debug logging")
     run_parser.set_defaults(func=run)
+
+
+def _served_at(expected: str) -> Callable[[str], str]:
+    """An argument type refusing, before anything starts, a URL the server cannot serve."""
+    def checked(url: str) -> str:
+        try:
+            endpoint.parse(url, expected=expected)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return url
+    return checked
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from kubeledger import config
 from kubeledger.cli.exits import NO_ACCESS, NOT_FOUND, USAGE, CommandError
 from kubeledger.config import ElasticsearchSettings
 from kubeledger.core.checkpoints import Checkpoint
-from kubeledger.sinks.elasticsearch import anchors, trail
+from kubeledger.sinks.elasticsearch import anchors, certificates, trail
 from kubeledger.sinks.elasticsearch.sink import client_for
 
 T = TypeVar("T")
@@ -78,6 +78,10 @@ async def reading(chosen: ElasticsearchSettings, read: Callable[[], Awaitable[T]
                            "ELASTICSEARCH_USERNAME/PASSWORD or ELASTICSEARCH_API_KEY",
                            NO_ACCESS) from None
     except (ApiError, TransportError) as error:
+        refused = certificates.refusal_reason(error)
+        if refused is not None:
+            raise CommandError(certificates.untrusted(where, chosen.ca_certs, refused),
+                               NO_ACCESS) from None
         raise CommandError(f"cannot read Elasticsearch at {where}: {error}", NO_ACCESS) from None
 
 

@@ -9,7 +9,8 @@ everything the record will say except who made the change and which commit. Thos
 I/O, so ``recording.recorder`` adds them and hands the record to the ledger.
 
 Events from kopf's initial listing (type None) are changes seen after the fact: the
-operator was not watching when they happened.
+operator was not watching when they happened. A write replayed from its audit event
+(``AUDITED``, ``recording.replay``) is known exactly, as if seen live, but later.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from kubeledger.core.model import (
 from kubeledger.core.redaction import Redactor
 
 LIVE_EVENTS = frozenset({"ADDED", "MODIFIED"})
+# The event type of a write replayed from the audit stream, the object as written.
+AUDITED = "AUDITED"
+REPLAYED_REASON = "recorded from the apiserver's audit event: no writer was watching"
 DELETING_ACTIONS = frozenset({Action.DELETED, Action.DELETED_WHILE_UNOBSERVED})
 # Changes under this path are of the rollout's state (``projection``), read from status.
 ROLLOUT_STATE_PREFIX = "rollout."
@@ -155,23 +159,28 @@ def decide(
     # Seen live only when the watch delivered the change itself; a listing shows the
     # result of changes made while nobody watched.
     live = event_type in LIVE_EVENTS and (baseline is not None or event_type == "ADDED")
+    audited = event_type == AUDITED
     verdict = classify.classify(subject.kind, old, new,
                                 _context(subject, role_rules, earlier=earlier))
     if verdict is None:
         return Rebaseline(subject, encoded, fingerprint, templates)
     action, severity, reasons = verdict.action, verdict.severity, list(verdict.reasons)
-    created = _created_before(body, installed_at) if old is None and not live else None
+    exact = live or audited
+    created = _created_before(body, installed_at) if old is None and not exact else None
     if created is not None:
         action, severity = Action.INVENTORIED, Severity.INFO
         reasons = [f"there before kubeledger was installed; created {created}"]
-    if not live and old is not None:
+    if not exact and old is not None:
         reasons.insert(0, f"seen after the fact; the change looks like {action.value}")
         action, severity = Action.CHANGED_WHILE_UNOBSERVED, max(
             severity, Severity.NOTICE, key=lambda level: level.rank)
+    if audited:
+        reasons.insert(0, REPLAYED_REASON)
     changes, truncated = diff.diff(old, new, max_changes=max_changes)
     return Draft(
         name=record_name(subject), subject=subject, action=action, severity=severity,
-        observation=Observation.LIVE if live else Observation.AFTER_THE_FACT,
+        observation=(Observation.LIVE if live else Observation.AUDIT_LOG if audited
+                     else Observation.AFTER_THE_FACT),
         reasons=tuple(reasons), changes=tuple(changes), changes_truncated=truncated,
         snapshot=new, encoded=encoded, fingerprint=fingerprint, templates=templates,
     )

@@ -63,9 +63,11 @@ class Severity(StrEnum):
 
 
 class Observation(StrEnum):
-    """How the change was seen: as it happened, or only later by comparing states."""
+    """How the change was seen: as it happened, from the apiserver's audit event of the
+    write once a writer was back (``recording.replay``), or only later by comparing states."""
 
     LIVE = "live"
+    AUDIT_LOG = "audit-log"
     AFTER_THE_FACT = "after-the-fact"
 
 

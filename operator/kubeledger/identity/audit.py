@@ -14,9 +14,10 @@ the Deployment's uid and resourceVersion, so it joins the same way. Server-side 
 are skipped: their response repeats the current resourceVersion and would impersonate
 the write that made it.
 
-Request and response bodies may hold secrets; nothing but the identity fields is kept,
-and only those are relayed to the other replicas (``peers``): ``ingest`` returns them as
-plain mappings and ``adopt`` takes a peer's.
+Request and response bodies may hold secrets. Of the response object, only what a record
+is made of is kept (``identity.written``: a writer that takes over replays the writes made
+while nobody watched), in this process; only the identity fields are relayed to the other
+replicas (``peers``): ``ingest`` returns them as plain mappings and ``adopt`` takes a peer's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kubeledger.core import kinds
-from kubeledger.identity import expiring
+from kubeledger.core.redaction import Redactor
+from kubeledger.identity import expiring, written
 from kubeledger.identity.user import User
 
 # Every kind that can be audited, switched on or not: an event of a kind not watched
@@ -83,11 +85,17 @@ class AuditLog:
         self,
         *,
         max_entries: int = 10_000,
-        ttl: float = 120.0,
+        # As long as the written states: a replayed write is attributed from here.
+        ttl: float = written.TTL_SECONDS,
         clock: expiring.Clock = time.monotonic,
+        redactor: Redactor | None = None,
     ) -> None:
         self._store: expiring.ExpiringStore[Key, AuditIdentity] = expiring.ExpiringStore(
             max_entries=max_entries, ttl=ttl, clock=clock)
+        # The objects as written, redacted, for a writer that takes over
+        # (``recording.replay``); not kept without a redactor.
+        self.written = (None if redactor is None
+                        else written.WrittenStates(redactor, ttl=ttl, clock=clock))
         # Lookups waiting for an event not yet received, by the key they wait for.
         self._waiters: dict[Key, list[asyncio.Future[AuditIdentity]]] = {}
 
@@ -102,8 +110,14 @@ class AuditLog:
         kept = []
         for event in event_list.get("items") or ():
             found = _keyed_identity(event)
-            if found is not None and self._keep(*found):
+            if found is None:
+                continue
+            if self._keep(*found):
                 kept.append(found[1].shared(found[0]))
+            if found[0][1] != DELETION and self.written is not None:
+                # Even when a peer relayed the identity first: only this replica has the
+                # state (a twice-kept write counts once when replayed).
+                self.written.keep(event["verb"], event.get("responseObject") or {})
         return kept
 
     def adopt(self, shared: Mapping[str, Any]) -> None:

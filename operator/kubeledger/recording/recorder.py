@@ -10,6 +10,10 @@ handler let an object change at most once per audit delay; now those waits overl
 An object's records still enter the chain in the order of its changes: each waits for
 the object's previous record to be written first.
 
+A listing's object that changed while no writer watched first has the writes the audit
+stream kept of it replayed (``replay``), each its own record; the listing then records
+only what they do not explain.
+
 A record not yet written when the writer stops (the Lease lost, a crash) is not lost:
 the next writer diffs what it lists against the last record written, and records the
 difference. ``drain`` lets a writer that stops on purpose finish first.
@@ -31,6 +35,7 @@ from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
+from kubeledger.recording import replay
 from kubeledger.recording.ledger import Ledger, NotWriterError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +88,7 @@ class Recorder:
         max_changes: int = 64,
         installed_at: datetime | None = None,
         inventory_per_second: float = DEFAULT_INVENTORY_PER_SECOND,
+        replaying: replay.Replay | None = None,
     ) -> None:
         self._cluster = cluster
         self._redactor = redactor
@@ -93,6 +99,7 @@ class Recorder:
         # The first run in a cluster (an empty ledger): when it started (see decision).
         self._installed_at = installed_at
         self._inventory_pace = Pace(inventory_per_second)
+        self._replay = replaying
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # Records being attributed or written, and the newest of each object's.
         self._writing: set[asyncio.Task[RecordSpec | None]] = set()
@@ -113,11 +120,24 @@ class Recorder:
         """
         # A listing's events have no type: they count as "None", as kopf names them.
         metrics.WATCH_EVENTS.labels(resource.kind, str(event_type)).inc()
-        uid = body["metadata"]["uid"]
-        decided = decision.decide(
-            resource, event_type, body, baseline=self._baselines.get(uid),
+        decided = self._decide(resource, event_type, body)
+        replaying = self._replay
+        if (event_type is None and replaying is not None
+                and isinstance(decided, decision.Draft)
+                and await self._replay_writes(replaying, resource, body)):
+            decided = self._decide(resource, event_type, body)  # against the last replayed
+        return await self._apply(resource, decided, body)
+
+    def _decide(self, resource: Resource, event_type: str | None,
+                body: Mapping[str, Any]) -> decision.Decision:
+        return decision.decide(
+            resource, event_type, body, baseline=self._baselines.get(body["metadata"]["uid"]),
             redactor=self._redactor, role_rules=self._role_rules,
             max_changes=self._max_changes, installed_at=self._installed_at)
+
+    async def _apply(self, resource: Resource, decided: decision.Decision,
+                     body: Mapping[str, Any]) -> asyncio.Task[RecordSpec | None] | None:
+        uid = body["metadata"]["uid"]
         match decided:
             case decision.Unchanged(fingerprint=fingerprint):
                 self._baselines.touch(uid, fingerprint)
@@ -134,6 +154,27 @@ class Recorder:
                 return await self._start_writing(decided, body)
             case decision.Draft():
                 return await self._start_writing(decided, body)
+
+    async def _replay_writes(self, replaying: replay.Replay, resource: Resource,
+                             body: Mapping[str, Any]) -> bool:
+        """Records the kept writes of an object changed while unobserved; True if any.
+
+        Waits first until the apiserver has tried every batch it retries once more: the
+        object's earlier writes may still be on their way.
+        """
+        left = replaying.left()
+        if left > 0:
+            await asyncio.sleep(left)
+        metadata = body["metadata"]
+        baseline = self._baselines.get(metadata["uid"])
+        steps = replaying.steps(
+            metadata["uid"], recorded=baseline.subject.resourceVersion if baseline else None,
+            listed=metadata["resourceVersion"])
+        for step in steps:
+            event_type = decision.AUDITED if step.exact else None
+            await self._apply(resource, self._decide(resource, event_type, step.body),
+                              step.body)
+        return bool(steps)
 
     async def record_unobserved_deletion(self, baseline: Baseline) -> RecordSpec | None:
         """Records an object that vanished while the operator was not watching."""

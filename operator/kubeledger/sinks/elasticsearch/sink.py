@@ -32,7 +32,7 @@ from elasticsearch.helpers import async_streaming_bulk
 from kubeledger.config import ElasticsearchSettings
 from kubeledger.core.checkpoints import Checkpoint
 from kubeledger.core.model import RecordSpec
-from kubeledger.sinks.elasticsearch import anchors, ecs, template
+from kubeledger.sinks.elasticsearch import anchors, certificates, ecs, template
 
 logger = logging.getLogger(__name__)
 
@@ -153,15 +153,16 @@ class ElasticsearchSink:
         }
 
     def _translated_errors(self) -> _ErrorTranslation:
-        return _ErrorTranslation(self.where, self._settings.username)
+        return _ErrorTranslation(self.where, self._settings)
 
 
 class _ErrorTranslation:
     """Turns client exceptions into one actionable sentence."""
 
-    def __init__(self, where: str, username: str | None) -> None:
+    def __init__(self, where: str, settings: ElasticsearchSettings) -> None:
         self._where = where
-        self._username = username
+        self._username = settings.username
+        self._ca_certs = settings.ca_certs
 
     async def __aenter__(self) -> None:
         return None
@@ -176,6 +177,10 @@ class _ErrorTranslation:
                 f"Elasticsearch at {self._where} rejected the credentials of {who} (401); "
                 "check ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD or ELASTICSEARCH_API_KEY"
             ) from None
+        refused = certificates.refusal_reason(error)
+        if refused is not None:
+            raise SinkUnavailableError(
+                certificates.untrusted(self._where, self._ca_certs, refused)) from None
         if isinstance(error, TransportConnectionError):
             raise SinkUnavailableError(
                 f"cannot reach Elasticsearch at {self._where}: {error.message}") from None
