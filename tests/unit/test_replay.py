@@ -4,6 +4,7 @@ turning each kept write into its own record."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -176,3 +177,28 @@ async def test_each_kept_write_of_a_downtime_becomes_its_own_record() -> None:
         ['metadata.annotations["example.com/note"]']]
     assert all(spec["initiator"]["username"] == "bob" for spec in records)
     assert all(spec["reasons"][0] == decision.REPLAYED_REASON for spec in records[1:])
+
+
+async def test_a_listing_showing_only_rollout_progress_does_not_wait_for_the_replay() -> None:
+    """The status subresource is not audited: no kept write can explain a rollout's
+    failure, so its record is written at once, not a minute later."""
+    kube = FakeKube()
+    recorder = Recorder(cluster="prod", redactor=REDACTOR, baselines=Baselines(),
+                        ledger=Ledger(kube, chain.Head()), attribute=_attributed,
+                        replaying=replay.Replay(WrittenStates(REDACTOR),
+                                                until=time.monotonic() + 600.0,
+                                                handed_over=True))
+    first = await recorder.take(kinds.DEPLOYMENTS, "ADDED",
+                                version(objects.deployment(), "10"))
+    assert first is not None and await first is not None
+    failed = version(objects.deployment(status=objects.deployment_status(
+        deadline_exceeded=True)), "11")
+
+    # Waiting for the replay would take ten minutes; the guard only turns a hang into a failure.
+    writing = await asyncio.wait_for(recorder.take(kinds.DEPLOYMENTS, None, failed), 30.0)
+
+    assert writing is not None
+    spec = await writing
+    assert spec is not None
+    assert (spec.observation.value, spec.reasons[0]) == (
+        "after-the-fact", "seen after the fact; the change looks like rollout-failed")

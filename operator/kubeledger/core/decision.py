@@ -91,16 +91,22 @@ class Draft:
         return self.observation is Observation.LIVE
 
     @property
+    def status_only(self) -> bool:
+        """Whether only the rollout's state changed, which no audit event will show.
+
+        The controller writes that state through the status subresource, which the audit
+        policy kubeledger documents does not log.
+        """
+        return bool(self.changes) and all(
+            change.path.startswith(ROLLOUT_STATE_PREFIX) for change in self.changes)
+
+    @property
     def awaits_audit_event(self) -> bool:
         """Whether the write behind this change will show in the apiserver's audit log.
 
-        Not when only the rollout's state changed: the controller writes that through
-        the status subresource, which the audit policy kubeledger documents does not log,
-        so waiting for an event would only delay the record.
+        Not for a change of the rollout's state only: waiting would only delay the record.
         """
-        status_only = bool(self.changes) and all(
-            change.path.startswith(ROLLOUT_STATE_PREFIX) for change in self.changes)
-        return self.live and not status_only
+        return self.live and not self.status_only
 
     @property
     def deleted(self) -> bool:
