@@ -12,67 +12,37 @@ it from ``/api/v2/alerts``.
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from stack import cluster
-from stack.readiness import http_ok, wait_until
+from stack.local_server import LocalServer
 from stack.shell import say
 
 BINARY = Path("/usr/bin/prometheus-alertmanager")
 
 
-class Alertmanager:
+class Alertmanager(LocalServer):
     """One Alertmanager with a single do-nothing receiver."""
 
-    def __init__(self, endpoints: cluster.Endpoints, *, name: str = "alertmanager") -> None:
-        self.name = name
-        self.directory = endpoints.directory / name
-        self.processes = cluster.Stack(endpoints.directory).processes
-        self.port: int | None = None
+    title = "Alertmanager"
 
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, endpoints: cluster.Endpoints, *, name: str = "alertmanager") -> None:
+        super().__init__(endpoints, name)
 
     def start(self) -> None:
         """Writes the config, starts it with empty data and waits until it is ready."""
-        self.processes.stop(self.name)
-        data = self.directory / "data"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        config = self.directory / "alertmanager.yml"
-        config.write_text(json.dumps({
+        config, data = self._prepare("alertmanager.yml", {
             "route": {"receiver": "test", "group_wait": "0s", "group_interval": "1s"},
             "receivers": [{"name": "test"}],
-        }, indent=2) + "\n")  # JSON is YAML
-        (self.port,) = cluster._free_ports(1)  # the stack's own port picker
+        })
         say(f"starting Alertmanager on {self.url}")
-        self.processes.start(self.name, [
+        self._launch([
             str(BINARY), f"--config.file={config}", f"--storage.path={data}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--cluster.listen-address=",  # no gossip: a single instance
         ])
-        wait_until(lambda: http_ok(f"{self.url}/-/ready"), "Alertmanager", self.processes,
-                   self.name)
-
-    def stop(self) -> None:
-        """Stops it by its PID (SIGTERM, SIGKILL after a grace period)."""
-        self.processes.stop(self.name)
-        self.port = None
-
-    def __enter__(self) -> Alertmanager:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.stop()
 
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts it holds (``labels``, ``annotations``, ``status``, ...)."""

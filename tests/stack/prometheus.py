@@ -26,27 +26,27 @@ directly. Scrape and evaluation intervals are short, so a test waits seconds, no
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from stack import cluster, install
-from stack.readiness import http_ok, wait_until
+from stack.local_server import LocalServer
 from stack.shell import say
 
 SCRAPE_INTERVAL_SECONDS = 2
 TARGETS_TIMEOUT_SECONDS = 60.0
 
 
-class Prometheus:
+class Prometheus(LocalServer):
     """One Prometheus scraping ``metrics_path`` on the ``port_name`` ports of Services in
     ``namespace``."""
+
+    title = "Prometheus"
 
     def __init__(
         self, endpoints: cluster.Endpoints, namespace: str, *, port_name: str = "metrics",
@@ -65,16 +65,7 @@ class Prometheus:
         self.namespace = namespace
         self.port_name = port_name
         self.metrics_path = metrics_path
-        self.name = name  # of its directory, PID file and log: several may run side by side
-        self.directory = endpoints.directory / name
-        self.processes = cluster.Stack(endpoints.directory).processes
-        self.port: int | None = None
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError(f"{self.name} is not started")
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(endpoints, name)
 
     def start(self) -> None:
         """Writes the config, starts Prometheus with an empty TSDB and waits until it is ready.
@@ -83,36 +74,13 @@ class Prometheus:
         """
         if self.port is not None and self.processes.running(self.name):
             return
-        self.processes.stop(self.name)
-        data = self.directory / "data"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        config = self.directory / "prometheus.yml"
-        config.write_text(json.dumps(self.config(), indent=2) + "\n")  # JSON is YAML
-        (self.port,) = cluster._free_ports(1)  # the stack's own port picker
+        config, data = self._prepare("prometheus.yml", self.config())
         say(f"starting Prometheus on {self.url}, scraping Service ports {self.port_name!r} "
             f"in namespace {self.namespace}")
-        self.processes.start(self.name, [
+        self._launch([
             str(install.prometheus_build().binary("prometheus")), f"--config.file={config}",
             f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{self.port}",
         ])
-        wait_until(lambda: http_ok(f"{self.url}/-/ready"), "Prometheus", self.processes,
-                   self.name)
-
-    def stop(self) -> None:
-        """Stops it by its PID (SIGTERM, SIGKILL after a grace period); its data stays."""
-        self.processes.stop(self.name)
-        self.port = None
-
-    def __enter__(self) -> Prometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def config(self) -> dict[str, Any]:
         """prometheus.yml: discovery through the apiserver, relabeling as the module says."""
