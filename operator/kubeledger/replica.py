@@ -84,6 +84,7 @@ class Replica:
     relaying: receivers.Relaying | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
+    stopped: bool = False
 
     @classmethod
     async def start(cls, settings: Settings, endpoints: Endpoints) -> Replica:
@@ -154,7 +155,11 @@ class Replica:
         The receivers and the relay go on for ``DRAIN_SECONDS`` first: the Service takes a
         stopping pod out of its endpoints at once, but proxies learn it a moment later,
         and what the apiserver tells this replica meanwhile must still reach the others.
+        A second call does nothing.
         """
+        if self.stopped:
+            return
+        self.stopped = True
         await self.election.release()
         if self.relaying is not None:
             await asyncio.sleep(DRAIN_SECONDS)

@@ -59,7 +59,7 @@ async def _replica(settings: Settings, endpoints: Endpoints) -> int:
         replica.supervisor.spawn("the leadership watch", lambda: _when(replica.election.lost,
                                                                       stop))
         await kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                            memo=kopf.Memo(replica=replica), stop_flag=stop)
+                            memo=kopf.Memo(replica=replica, stop=stop), stop_flag=stop)
         return LEADERSHIP_LOST if replica.election.lost.is_set() else STOPPED
     finally:
         await replica.stop()
@@ -114,6 +114,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         await memo.replica.election.release()
         if "runtime" in memo:
             await memo.runtime.stop()
+        # kopf then waits 5 s for every task begun while it ran before it cancels them: the
+        # receivers' keep-alive connections are such tasks, and so is kopf's own wait for
+        # the stop flag when a signal stopped it. Stopping here lets the process exit now.
+        await memo.replica.stop()
+        memo.stop.set()
 
     operator_settings = settings
     for resource in kinds.audited(settings.watch_extra_kinds):
