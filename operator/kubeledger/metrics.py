@@ -8,11 +8,12 @@ peers (identity relays). The pure ``core`` counts nothing.
 
 Labels take values from small fixed sets only (kinds, actions, sources, outcomes, sink
 names), never object names, namespaces or users: a label value is a new time series
-for ever, and a metric must not carry what the records themselves keep private. Two
-exceptions, for alerting on anomalies: their counter is also by namespace (as many
+for ever, and a metric must not carry what the records themselves keep private. Three
+exceptions: for alerting on anomalies, their counter is also by namespace (as many
 series per kind as namespaces with anomalies), and :data:`LATEST_ANOMALIES` names the
 subject and the initiator of the latest :data:`LATEST_ANOMALIES_KEPT` anomalies only,
-older series being removed, so an alert's summary can say who changed what.
+older series being removed, so an alert's summary can say who changed what; and the
+delivery figures (``core.insights``) are by namespace, which is what they are about.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from prometheus_client import (
 )
 
 from kubeledger import endpoint
+from kubeledger.core import insights
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,46 @@ def anomaly(kind: str, *, namespace: str, subject: str, initiator: str, record: 
     while len(_latest) > LATEST_ANOMALIES_KEPT:
         oldest, _ = _latest.popitem(last=False)
         LATEST_ANOMALIES.remove(*oldest)
+
+
+# Delivery (``core.insights``): counted as each record is written, so, as any counter,
+# they start from 0 when the process does; the report reads the whole trail instead.
+def _by_namespace(name: str, documentation: str) -> Counter:
+    return Counter(name, f"{documentation}, by the workload's namespace.", ["namespace"],
+                   registry=REGISTRY)
+
+
+DEPLOYMENTS = _by_namespace(
+    "kubeledger_deployments_total",
+    "Completed rollouts of a new image or configuration (not rollbacks nor restarts)")
+ROLLBACKS = _by_namespace(
+    "kubeledger_rollbacks_total",
+    "Rollbacks (a pod template back to an earlier revision's)")
+FAILED_ROLLOUTS = _by_namespace(
+    "kubeledger_failed_rollouts_total",
+    "Rollouts that failed (progress deadline exceeded; Argo Rollouts: Degraded)")
+FAILED_CHANGES = _by_namespace(
+    "kubeledger_failed_changes_total",
+    "Failed rollouts, and rollbacks of a rollout not already counted as failed; divided "
+    "by kubeledger_deployments_total, the change failure rate")
+TIME_TO_RESTORE = Histogram(
+    "kubeledger_time_to_restore_seconds",
+    "Time from a failed rollout to the workload's next completed rollout, by namespace.",
+    ["namespace"],
+    buckets=(30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0,
+             7 * 86400.0),
+    registry=REGISTRY)
+
+
+def delivery(outcome: insights.Outcome, *, namespace: str) -> None:
+    """Counts what one new record is for delivery (most records count nothing)."""
+    for counted, counter in ((outcome.deployment, DEPLOYMENTS), (outcome.rollback, ROLLBACKS),
+                             (outcome.failed_rollout, FAILED_ROLLOUTS),
+                             (outcome.failed_change, FAILED_CHANGES)):
+        if counted:
+            counter.labels(namespace).inc()
+    for seconds in outcome.restored_after:
+        TIME_TO_RESTORE.labels(namespace).observe(seconds)
 
 
 def serve(url: str) -> endpoint.Endpoint:

@@ -97,6 +97,30 @@ async def test_a_change_recorded_before_is_not_counted_again() -> None:
     assert (listed(), created()) == (1, 0)
 
 
+def delivered(name: str) -> Delta:
+    return Delta(f"kubeledger_{name}", namespace="shop")
+
+
+async def test_delivery_is_counted_by_namespace_as_records_are_written() -> None:
+    recorder = recorder_over(FakeKube())
+    deployments, failures, failed_changes, restores = (
+        delivered("deployments_total"), delivered("failed_rollouts_total"),
+        delivered("failed_changes_total"), delivered("time_to_restore_seconds_count"))
+    broken = objects.pod_template([objects.container(image="registry.example/web:broken")])
+    fixed = objects.pod_template([objects.container(image="registry.example/web:2")])
+
+    # Created with its rollout complete: a deployment. Then a rollout that fails, and
+    # one that completes and so restores it.
+    await recorder.observe(kinds.DEPLOYMENTS, "ADDED", objects.deployment())
+    await recorder.observe(kinds.DEPLOYMENTS, "MODIFIED", later(objects.deployment(
+        template=broken, generation=2, status=objects.deployment_status(
+            generation=2, updated=1, available=0, deadline_exceeded=True)), "2"))
+    await recorder.observe(kinds.DEPLOYMENTS, "MODIFIED", later(objects.deployment(
+        template=fixed, generation=3, status=objects.deployment_status(generation=3)), "3"))
+
+    assert (deployments(), failures(), failed_changes(), restores()) == (2, 1, 1, 1)
+
+
 async def test_events_without_a_record_are_counted_by_reason() -> None:
     recorder = recorder_over(FakeKube())
     await recorder.observe(kinds.DEPLOYMENTS, "ADDED", objects.deployment())

@@ -1,9 +1,9 @@
 """The ``kubeledger`` command, also ``kubectl ledger`` (installed as ``kubectl-ledger``).
 
 ``run`` the operator; ``verify`` the hash chain; read one object's ``history`` or
-``show`` one record; print the ``version``. The reading commands take kubectl's
-``--kubeconfig``, ``--context`` and ``-n``. A mistake a user can fix ends with one line
-on stderr and an exit status of ``exits``, never a traceback.
+``show`` one record; ``report`` how delivery went; print the ``version``. The reading
+commands take kubectl's ``--kubeconfig``, ``--context`` and ``-n``. A mistake a user
+can fix ends with one line on stderr and an exit status of ``exits``, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from kubeledger.cli import exits, history, operate, show, verify
+from kubeledger.cli import exits, history, operate, report, show, verify
 
 PLUGIN_NAME = "kubectl-ledger"
 EPILOG = """exit status: 0 done; 1 the chain has problems (verify) or the operator cannot
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in (operate, verify, history, show):
+    for command in (operate, verify, history, show, report):
         command.add(commands)
     commands.add_parser("version", help="print the version").set_defaults(func=_version)
     args = parser.parse_args(argv)

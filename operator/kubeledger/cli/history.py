@@ -138,13 +138,8 @@ async def searched_timeline(args: argparse.Namespace, resource: Resource,
     carry; a document that fails its check is left out, and said so."""
     subject = {"kind": resource.kind, "name": name, **({"namespace": namespace}
                                                         if namespace else {})}
-    _, found = await search.documents(args, subject=subject)
-    failed = [each.name for each in found if each.problem]
-    if failed:
-        print(f"left out {len(failed)} documents that fail their check (e.g. {failed[0]}): "
-              "see kubeledger verify --source elasticsearch", file=sys.stderr)
-    return in_time_order(entry({"metadata": {"name": each.name}, "spec": each.spec})
-                         for each in found if each.spec is not None and not each.problem)
+    return in_time_order(entry(record) for record in await search.checked_specs(
+        args, subject=subject))
 
 
 def entry(record: Mapping[str, Any]) -> Entry:

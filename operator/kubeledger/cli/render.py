@@ -90,3 +90,25 @@ def value(data: Any, width: int = VALUE_WIDTH) -> str:
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False,
                                                           separators=(",", ":"))
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def percent(fraction: float | None) -> str:
+    """``40%`` (one decimal when not whole: ``33.3%``); ``-`` for no figure."""
+    if fraction is None:
+        return NONE
+    return f"{fraction * 100:.1f}".removesuffix(".0") + "%"
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``3m05s``, ``2h10m``, ``1d4h``: the two largest units; ``-`` for none."""
+    if seconds is None:
+        return NONE
+    whole = round(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch, AuthenticationException
@@ -104,6 +105,19 @@ async def documents(args: argparse.Namespace, *, subject: Mapping[str, str] | No
     """The cluster read and its chained documents (one ``subject``'s, when given)."""
     return await _gathered(args, None, lambda client, prefix, name: trail.documents(
         client, prefix, name, subject=subject))
+
+
+async def checked_specs(args: argparse.Namespace, *,
+                        subject: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The record specs the documents carry (one ``subject``'s, when given); a document
+    that fails its check is left out, and said so on stderr."""
+    _, found = await documents(args, subject=subject)
+    failed = [each.name for each in found if each.problem]
+    if failed:
+        print(f"left out {len(failed)} documents that fail their check (e.g. {failed[0]}): "
+              "see kubeledger verify --source elasticsearch", file=sys.stderr)
+    return [{"metadata": {"name": each.name}, "spec": each.spec}
+            for each in found if each.spec is not None and not each.problem]
 
 
 async def checkpoints(args: argparse.Namespace, cluster: str | None,

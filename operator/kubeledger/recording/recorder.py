@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubeledger import metrics
-from kubeledger.core import decision
+from kubeledger.core import decision, insights
 from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
@@ -104,6 +104,9 @@ class Recorder:
         # Records being attributed or written, and the newest of each object's.
         self._writing: set[asyncio.Task[RecordSpec | None]] = set()
         self._last_of: dict[str, asyncio.Task[RecordSpec | None]] = {}
+        # What each new record is for delivery (the metrics): fed in each object's order,
+        # since an object's record is written only after its previous one.
+        self._delivery = insights.Tracker()
 
     async def observe(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> RecordSpec | None:
@@ -227,6 +230,8 @@ class Recorder:
         written = await self._ledger.append(draft.name, spec)
         if written is not None:  # None: recorded before (a re-list, a restart), not new
             _count(draft.name, written)
+            metrics.delivery(self._delivery.observe(written),
+                             namespace=written.subject.namespace or "")
         return written
 
     def _role_rules(self, kind: str, namespace: str, name: str) -> list[Mapping[str, Any]] | None:
