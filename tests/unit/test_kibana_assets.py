@@ -29,6 +29,17 @@ KQL_TERM = re.compile(r'([@A-Za-z_][\w.@-]*)\s*:\s*(\([^)]*\)|"[^"]*"|[^\s()]+)'
 
 SavedObject = dict[str, Any]
 
+# The delivery panels (README "Delivery report"): each counts these actions, by these fields.
+DELIVERY_PANELS = {
+    ("visualization", "kubeledger-vis-rollouts-over-time"): (
+        {"rollout-completed"}, ["@timestamp", "orchestrator.namespace"]),
+    ("visualization", "kubeledger-vis-rollbacks-and-failures-over-time"): (
+        {"rolled-back", "rollout-failed"}, ["@timestamp", "event.action"]),
+    ("visualization", "kubeledger-vis-delivery-by-namespace"): (
+        {"rollout-completed", "rolled-back", "rollout-failed"},
+        ["orchestrator.namespace", "event.action"]),
+}
+
 
 def saved_objects() -> list[SavedObject]:
     return [json.loads(line) for line in ASSETS.read_text(encoding="utf-8").splitlines()]
@@ -133,6 +144,7 @@ def test_the_assets_a_security_team_needs_are_there() -> None:
         ("search", "kubeledger-search-rollbacks-and-failed-rollouts"),
         ("search", "kubeledger-search-declared-mismatch"),
         ("dashboard", "kubeledger-dashboard-overview"),
+        *DELIVERY_PANELS,
     }
 
 
@@ -220,7 +232,7 @@ def test_queried_values_are_values_the_operator_writes() -> None:
         "kubeledger.initiator.verified": {"true", "false"},
         "kubeledger.initiator.declared_mismatch": {"true", "false"},
     }
-    for saved in of_type("search"):
+    for saved in of_type("search") + of_type("visualization"):
         for field, value in kql_terms(query_of(saved)):
             if field in vocabulary:
                 assert value in vocabulary[field], (saved["id"], field, value)
@@ -245,3 +257,32 @@ def test_the_dashboard_embeds_the_searches_and_charts() -> None:
     assert {("search", "kubeledger-search-critical-rbac")} <= embedded
     assert {saved_type for saved_type, _ in embedded} == {"search", "visualization"}
     assert {("visualization", saved["id"]) for saved in of_type("visualization")} <= embedded
+
+
+@pytest.mark.parametrize(("key", "counted"), sorted(DELIVERY_PANELS.items()))
+def test_each_delivery_panel_counts_its_actions_by_its_fields(
+        key: tuple[str, str], counted: tuple[set[str], list[str]]) -> None:
+    actions, fields = counted
+    saved = by_id(key[1])
+
+    assert {value for field, value in kql_terms(query_of(saved))} == actions
+    assert kql_fields(query_of(saved)) == {"event.action"}
+    assert [aggregation["params"]["field"] for aggregation in aggregations(saved)
+            if "field" in aggregation["params"]] == fields
+    assert aggregations(saved)[0]["type"] == "count"
+
+
+def test_the_dashboard_lays_out_every_panel_without_overlap() -> None:
+    (dashboard,) = of_type("dashboard")
+    cells = [(column, row) for panel in panels(dashboard)
+             for column in range(panel["gridData"]["x"],
+                                 panel["gridData"]["x"] + panel["gridData"]["w"])
+             for row in range(panel["gridData"]["y"],
+                              panel["gridData"]["y"] + panel["gridData"]["h"])]
+
+    assert len(cells) == len(set(cells))
+    assert all(column < 48 for column, _ in cells)  # Kibana's grid is 48 columns wide
+    assert {("visualization", panel["panelRefName"].removeprefix("panel_"))
+            for panel in panels(dashboard)} >= {
+        ("visualization", "rollouts-over-time"), ("visualization", "rollbacks-and-failures"),
+        ("visualization", "delivery-by-namespace")}
