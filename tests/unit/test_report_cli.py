@@ -117,3 +117,15 @@ def test_a_rate_is_shown_in_percent(fraction: float | None, shown: str) -> None:
 def test_a_time_to_restore_is_shown_in_its_two_largest_units(seconds: float | None,
                                                              shown: str) -> None:
     assert render.duration(seconds) == shown
+
+
+def test_a_record_the_model_cannot_read_is_left_out_and_said_so(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    web = Workload().created(0).completed(1)
+    records = [{"metadata": {"name": f"record-{index}"}, "spec": spec.wire()}
+               for index, spec in enumerate(web.specs)]
+    records.append({"metadata": {"name": "odd"}, "spec": {"action": "teleported"}})
+
+    assert report._specs(records) == web.specs
+    assert capsys.readouterr().err == (
+        "left out 1 records this version cannot read (e.g. odd)\n")

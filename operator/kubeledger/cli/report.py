@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from kubeledger.cli import connection, history, render, search
 from kubeledger.cli.exits import OK, USAGE, CommandError
 from kubeledger.core import insights, kinds, model
@@ -87,7 +89,17 @@ def _named(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _specs(records: Iterable[Mapping[str, Any]]) -> list[RecordSpec]:
-    return [RecordSpec.model_validate(record["spec"]) for record in records]
+    """The records as the model reads them; one it cannot read is left out, and said so."""
+    specs, unreadable = [], []
+    for record in records:
+        try:
+            specs.append(RecordSpec.model_validate(record["spec"]))
+        except ValidationError:
+            unreadable.append(record["metadata"]["name"])
+    if unreadable:
+        print(f"left out {len(unreadable)} records this version cannot read (e.g. "
+              f"{unreadable[0]})", file=sys.stderr)
+    return specs
 
 
 def rows(found: insights.Report) -> list[list[str]]:
