@@ -121,6 +121,38 @@ async def test_delivery_is_counted_by_namespace_as_records_are_written() -> None
     assert (deployments(), failures(), failed_changes(), restores()) == (2, 1, 1, 1)
 
 
+async def test_the_integration_tests_history_counts_five_one_one_and_two() -> None:
+    # tests/integration/test_report.py's history, as the watch shows it to the recorder:
+    # each change first (the controller has not seen it: progressing), then its end.
+    recorder = recorder_over(FakeKube())
+    counters = [delivered(f"{name}_total") for name in (
+        "deployments", "rollbacks", "failed_rollouts", "failed_changes")]
+    first, second = objects.container(image="app:1"), objects.container(image="app:2")
+    configured = objects.container(image="app:2", env=[objects.env_var("STEP", "config")])
+    fixed = objects.container(image="app:1", env=[objects.env_var("STEP", "fix")])
+    last = objects.container(image="app:1", env=[objects.env_var("STEP", "last")])
+    steps = [(first, "complete"), (second, "complete"), (configured, "complete"),
+             (second, "complete"),  # kubectl rollout undo: revision 2 again
+             (objects.container(image="app:missing"), "failed"),
+             (fixed, "complete"), (last, "complete")]
+    version = 0
+    for generation, (container, ending) in enumerate(steps, start=1):
+        template = objects.pod_template([container])
+        for status in (objects.deployment_status(generation=generation,
+                                                 observed_generation=generation - 1),
+                       objects.deployment_status(generation=generation, updated=1,
+                                                 available=0, deadline_exceeded=True)
+                       if ending == "failed" else
+                       objects.deployment_status(generation=generation)):
+            version += 1
+            await recorder.observe(kinds.DEPLOYMENTS, "ADDED" if version == 1 else "MODIFIED",
+                                   later(objects.deployment(template=template,
+                                                            generation=generation,
+                                                            status=status), str(version)))
+
+    assert [counted() for counted in counters] == [5, 1, 1, 2]
+
+
 async def test_events_without_a_record_are_counted_by_reason() -> None:
     recorder = recorder_over(FakeKube())
     await recorder.observe(kinds.DEPLOYMENTS, "ADDED", objects.deployment())
