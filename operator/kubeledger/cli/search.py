@@ -109,8 +109,8 @@ async def documents(args: argparse.Namespace, *, subject: Mapping[str, str] | No
 
 async def checked_specs(args: argparse.Namespace, *,
                         subject: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """The record specs the documents carry (one ``subject``'s, when given); a document
-    that fails its check is left out, and said so on stderr."""
+    """The records the documents carry (one ``subject``'s, when given), each as its name
+    and spec; a document that fails its check is left out, and said so on stderr."""
     _, found = await documents(args, subject=subject)
     failed = [each.name for each in found if each.problem]
     if failed:
