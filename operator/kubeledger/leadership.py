@@ -139,8 +139,10 @@ class Election:
                 logger.warning("could not renew the lease (%s); %.1fs of authority left",
                                error, self.authority_left())
                 continue
-            if not held:
+            if not held and self._observed is not None and self._observed[0] != self.identity:
                 self._authority_until = 0.0  # another replica holds it now
+            # Else a Conflict with a renewal of this replica's own that was given up on
+            # but landed after all: the next attempt reads the Lease again.
         if self._released:
             return
         metrics.LEADER.set(0)

@@ -91,8 +91,12 @@ class Replica:
         api = KubeClient(load_client(), timeout_seconds=settings.api_timeout_seconds)
         # The Lease has a client of its own (threads and connections), as client-go's
         # leader election does: a renewal must not queue behind a burst of record writes.
-        lease_api = KubeClient(load_client(concurrent_calls=LEASE_CONCURRENT_CALLS),
-                               timeout_seconds=settings.api_timeout_seconds)
+        # A call on a connection that hangs gives up within half the renew deadline, so
+        # that another, on a fresh connection, can still renew in time.
+        lease_api = KubeClient(
+            load_client(concurrent_calls=LEASE_CONCURRENT_CALLS),
+            timeout_seconds=min(settings.api_timeout_seconds,
+                                settings.lease_renew_deadline_seconds / 2))
         election = Election(
             lease_api, namespace=settings.namespace, name=settings.lease_name,
             identity=holder_identity(settings.pod_name),

@@ -8,7 +8,8 @@ the records, never from what an earlier leader held); then deletions that happen
 nobody was writing, from a listing (made while the records are read) that also says what
 kopf's first listing will deliver (``first_listing``). Only after that do kopf's watches
 start delivering events; what changed while nobody wrote is replayed from the audit
-stream where it can be (``recording.replay``). Background work (shipping, the periodic
+stream where it can be (``recording.replay``), and so is what changed while a watch
+could not resume, when kopf lists a kind again later. Background work (shipping, the periodic
 checks, the watch on record deletions) runs under the ``supervision.Supervisor``, whose
 problems make the liveness probe fail."""
 
@@ -119,6 +120,8 @@ class Runtime:
                           else None),
             inventory_per_second=settings.inventory_records_per_second,
             replaying=replaying,
+            relisting=None if written is None else replay.Replay.live(
+                written, batch_wait=settings.audit_wait_seconds),
         )
         runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger, undelivered)
@@ -161,6 +164,8 @@ class Runtime:
         """One watch event given to a handler: counted until the first listings end."""
         if self.first_listing is not None:
             self.first_listing.seen(resource, event_type, uid)
+            if self.first_listing.done and not self.recorder.live:
+                self.recorder.watching_live()
 
     @property
     def ready(self) -> bool:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from integration.kubectl import Kubectl, eventually
 from kubeledger.first_listing import RECORDING_LIVE
 from stack.cluster import Endpoints
@@ -79,6 +81,12 @@ class Operator:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as response:  # noqa: S310 (our own http URL)
             text: str = response.read().decode()
         return text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0: none)."""
+        return sum(sample.value for family in text_string_to_metric_families(self.metrics())
+                   for sample in family.samples
+                   if sample.name == name and labels.items() <= sample.labels.items())
 
     @property
     def log(self) -> Path:

@@ -21,7 +21,7 @@ from integration.operator import (
     wait_for_action,
 )
 from stack import pki
-from stack.cluster import Endpoints, Stack
+from stack.cluster import Endpoints
 
 
 def test_records_become_ecsdocuments(demo: Kubectl, elasticsearch: Elasticsearch) -> None:
@@ -66,60 +66,6 @@ def test_critical_rbac_is_searchable_by_severity(kubectl: Kubectl, operator: Ope
     assert name in {hit["_source"]["orchestrator"]["resource"]["name"] for hit in hits}
     assert all(hit["_source"]["kubeledger"]["severity"] == "critical" for hit in hits)
     kubectl("delete", "clusterrolebinding", name)
-
-
-def test_outage_of_elasticsearch_loses_and_doubles_nothing(
-    demo: Kubectl, stack: Endpoints, operator: Operator, elasticsearch: Elasticsearch,
-) -> None:
-    name = unique("outage")
-    uid, _ = apply_recorded(demo, deployment(name, replicas=0))
-    log_start = operator.log.stat().st_size
-    local = Stack(stack.directory)
-    assert local.processes.stop("elasticsearch")
-    try:
-        for replicas in range(1, 51):
-            demo("-n", "demo", "scale", f"deployment/{name}", f"--replicas={replicas}")
-        eventually(lambda: sum(r["spec"]["action"] == "scaled"
-                               for r in records_of(demo, uid)) == 50,
-                   what="50 scaled records in the cluster")
-    finally:
-        local.up()  # starts Elasticsearch again, with its data
-    docs = delivered(elasticsearch, demo, uid, len(records_of(demo, uid)), timeout=120)
-    scaled = [d for d in docs if d["_source"]["event"]["action"] == "scaled"]
-    assert len(scaled) == 50
-    assert len({d["_id"] for d in docs}) == len(docs)
-    # One clear line when the outage starts, one when delivery resumes; no flood.
-    log = operator.log.read_text()[log_start:]
-    assert log.count(f"cannot deliver to elasticsearch: cannot reach Elasticsearch at "
-                     f"{stack.elasticsearch_url}") == 1
-    assert log.count("delivery to elasticsearch resumed after") == 1
-
-
-def test_operator_killed_mid_batch_loses_and_doubles_nothing(
-    demo: Kubectl, operator: Operator, elasticsearch: Elasticsearch,
-) -> None:
-    name = unique("crash")
-    uid, _ = apply_recorded(demo, deployment(name, replicas=0))
-    operator.stop()
-    operator.start(ELASTICSEARCH_BATCH_SIZE="3")
-    try:
-        for replicas in range(1, 21):
-            demo("-n", "demo", "scale", f"deployment/{name}", f"--replicas={replicas}")
-        eventually(lambda: len(records_of(demo, uid)) > 5, what="records being written")
-        operator.kill()
-        operator.start(ELASTICSEARCH_BATCH_SIZE="3")
-
-        def final_state_recorded() -> list[dict[str, Any]] | None:
-            records = records_of(demo, uid)
-            return records if records[-1]["spec"]["snapshot"]["spec"]["replicas"] == 20 else None
-
-        # Changes the killed operator had not recorded yet come back as one catch-up record.
-        records = eventually(final_state_recorded, what="the last scale recorded")
-        docs = delivered(elasticsearch, demo, uid, len(records), timeout=90)
-        assert sorted(d["_id"] for d in docs) == sorted(r["metadata"]["name"] for r in records)
-    finally:
-        operator.stop()
-        operator.start()
 
 
 def test_a_wrong_ca_or_wrong_credentials_say_so_keep_records_and_recover(

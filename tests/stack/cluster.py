@@ -53,6 +53,7 @@ import socket
 import ssl
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,6 +353,26 @@ class Stack:
         self._write_env(endpoints)
         self._record(timings)
         return endpoints
+
+    def restart_apiserver(self, *, while_down: Callable[[], object] | None = None) -> Endpoints:
+        """Stops the apiserver and starts it again, as a control-plane upgrade does;
+        ``while_down`` runs in between. Its controllers restart with it (see
+        ``_start_apiserver``: their informers can otherwise take minutes to resume)."""
+        for name in ("kube-scheduler", "kube-controller-manager"):
+            self.processes.stop(name)
+        self._stop_apiserver()
+        if while_down is not None:
+            while_down()
+        return self.up()
+
+    def compact_etcd(self) -> int:
+        """Compacts etcd's history up to its current revision, which it returns: a watch
+        resumed from any earlier resourceVersion is then answered 410 Gone."""
+        client = f"http://127.0.0.1:{self._endpoints(None).ports['etcd']}/v3/kv"
+        # Any read tells the current revision (in its header); keys are base64.
+        revision = int(_etcd_call(f"{client}/range", {"key": "AA=="})["header"]["revision"])
+        _etcd_call(f"{client}/compaction", {"revision": revision, "physical": True})
+        return revision
 
     def node_for(self, endpoints: Endpoints) -> node.Node:
         return node.Node(self.directory / "node", self.processes, endpoints.plan, endpoints.pki,
@@ -673,6 +694,15 @@ def _link_webhook_certificates(stack_pki: pki.Pki) -> None:
         link = target / name
         if not link.exists():
             link.symlink_to(stack_pki.path(source))
+
+
+def _etcd_call(url: str, body: Mapping[str, Any]) -> Any:
+    """One call of etcd's JSON gateway (its gRPC API over HTTP), on the stack's loopback."""
+    request = urllib.request.Request(  # noqa: S310 (our own http URL)
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (our own http URL)
+        return json.loads(response.read())
 
 
 def _free_ports(count: int) -> list[int]:

@@ -157,6 +157,24 @@ async def test_a_leader_whose_lease_was_taken_stops_at_its_next_renewal() -> Non
     assert leader.lost.is_set()
 
 
+async def test_a_renewal_conflicting_with_its_own_late_write_keeps_the_lead() -> None:
+    """A renewal given up on (its connection hung) may land after all, and the next one
+    then meets a Conflict: the Lease still names this replica, so it tries again."""
+    kube = FakeKube()
+    leader = quick_leader(kube)
+    await leader.acquire()
+    kube.fail("replace", errors.Conflict("409 the object has been modified", status=409),
+              times=2)
+
+    renewing = asyncio.create_task(leader.keep())
+    await asyncio.sleep(0.5)  # well past the renew deadline (0.3 s)
+
+    assert kube.calls["replace"] >= 3  # the two Conflicts, then renewals that held
+    assert leader.leading and not leader.lost.is_set()
+    await leader.release()
+    await asyncio.wait_for(renewing, timeout=2)
+
+
 async def test_acquire_says_whether_the_replica_stood_by_first() -> None:
     kube = FakeKube()
     quick = Timing(lease_duration=0.3, renew_deadline=0.2, retry_period=0.05)

@@ -202,3 +202,38 @@ async def test_a_listing_showing_only_rollout_progress_does_not_wait_for_the_rep
     assert spec is not None
     assert (spec.observation.value, spec.reasons[0]) == (
         "after-the-fact", "seen after the fact; the change looks like rollout-failed")
+
+
+async def test_a_listing_after_the_first_is_replayed_from_the_events_received_live() -> None:
+    """kopf lists again when a watch cannot resume (410 Gone): the writes of the gap came
+    in as audit events all the while, and each becomes its own record, as after a
+    downtime. Before the first listings are over, the same listing is not replayed (no
+    replay was trusted at start-up here): one record after the fact."""
+    def relisted(resource_version: str, replicas: int) -> dict[str, Any]:
+        return version(objects.deployment(replicas=replicas), resource_version)
+
+    async def records_after_a_gap(live: bool) -> list[tuple[str, str]]:
+        kube, written = FakeKube(), WrittenStates(REDACTOR)
+        recorder = Recorder(cluster="prod", redactor=REDACTOR, baselines=Baselines(),
+                            ledger=Ledger(kube, chain.Head()), attribute=_attributed,
+                            relisting=replay.Replay.live(written, batch_wait=0.0))
+        first = await recorder.take(kinds.DEPLOYMENTS, "ADDED", relisted("10", 3))
+        assert first is not None and await first is not None
+        if live:
+            recorder.watching_live()
+        written.keep("patch", relisted("11", 4))
+        written.keep("patch", relisted("12", 5))
+
+        await recorder.take(kinds.DEPLOYMENTS, None, relisted("12", 5))
+        await recorder.drain(timeout=5.0)
+        records = sorted(kube.records().values(), key=lambda spec: spec["chain"]["sequence"])
+        return [(spec["subject"]["resourceVersion"], spec["observation"])
+                for spec in records[1:]]
+
+    assert await records_after_a_gap(live=True) == [("11", "audit-log"), ("12", "audit-log")]
+    assert await records_after_a_gap(live=False) == [("12", "after-the-fact")]
+
+
+def test_a_live_replay_waits_only_for_the_latest_batch() -> None:
+    live = replay.Replay.live(WrittenStates(REDACTOR), batch_wait=3.0)
+    assert live.handed_over and live.left() == 3.0

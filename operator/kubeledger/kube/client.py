@@ -35,6 +35,9 @@ PAGE_SIZE = 500
 # How long the apiserver keeps one watch request open before closing it: the caller then
 # watches again from where it was.
 WATCH_SECONDS = 300
+# The apiserver sends a watch that asked for them a bookmark about once a minute: a watch
+# silent for longer has lost its connection, and is opened again.
+WATCH_SILENCE_SECONDS = 90
 # Calls in flight at once: the ledger's write window (16 by default), the shippers'
 # position, the Lease, the peer and deletion listings, with room to spare.
 CONCURRENT_CALLS = 32
@@ -103,6 +106,7 @@ class KubeClient:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._timeout = timeout_seconds
+        self._pool = api_client.rest_client.pool_manager
         # A thread for each connection of the client's pool.
         self._threads = ThreadPoolExecutor(api_client.configuration.connection_pool_maxsize,
                                            thread_name_prefix="kube")
@@ -175,7 +179,7 @@ class KubeClient:
                         self._custom.list_cluster_custom_object, resource.group,
                         resource.version, resource.plural, resource_version=resource_version,
                         allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
-                        _request_timeout=(self._timeout, WATCH_SECONDS + self._timeout)):
+                        _request_timeout=(self._timeout, WATCH_SILENCE_SECONDS)):
                     hand_over({"type": event["type"], "object": event["object"]}, None)
             except Exception as error:  # handed to the caller, translated there
                 hand_over(None, error)
@@ -244,6 +248,10 @@ class KubeClient:
                 self._threads, functools.partial(function, *args,
                                                  _request_timeout=self._timeout, **kwargs))
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+            if isinstance(error, urllib3.exceptions.ReadTimeoutError):
+                # The connections kept alive beside the one that hung may be as dead (a
+                # NAT or a proxy that lost them all): the next calls open fresh ones.
+                self._pool.clear()
             raise _translated(error) from error
 
 

@@ -16,12 +16,14 @@ make another, for ever).
 The watch starts from the resourceVersion of a listing of one record, so it sees only
 what happens from now on (a watch from no version would replay every record as ADDED),
 and starts again from a new listing's version when the apiserver no longer keeps the
-version it was at (410 Gone). A record deleted while no writer watched is not recorded
-here: ``kubeledger verify`` reports the gap in the chain.
+version it was at (410 Gone); a watch that broke (the apiserver went away, the
+connection fell silent) starts again from where it was. A record deleted while no
+writer watched is not recorded here: ``kubeledger verify`` reports the gap in the chain.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +35,9 @@ from kubeledger.kube.api import Kubernetes
 from kubeledger.recording.recorder import Recorder
 
 logger = logging.getLogger(__name__)
+
+# The pause before watching again after a broken watch: a restarting apiserver needs it.
+RECONNECT_SECONDS = 1.0
 
 #: The names of the records retention is removing (see the module docstring).
 Removals = set[str]
@@ -53,6 +58,10 @@ async def watch(api: Kubernetes, recorder: Recorder, removals: Removals) -> None
             logger.info("the watch on record deletions fell behind the apiserver's history; "
                         "watching again from now")
             version = await _now(api)
+        except errors.Unavailable as error:
+            # A restarted apiserver, a connection gone silent: where it was, once more.
+            logger.warning("the watch on record deletions broke (%s); watching again", error)
+            await asyncio.sleep(RECONNECT_SECONDS)
 
 
 async def _now(api: Kubernetes) -> str:

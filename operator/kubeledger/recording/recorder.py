@@ -89,6 +89,7 @@ class Recorder:
         installed_at: datetime | None = None,
         inventory_per_second: float = DEFAULT_INVENTORY_PER_SECOND,
         replaying: replay.Replay | None = None,
+        relisting: replay.Replay | None = None,
     ) -> None:
         self._cluster = cluster
         self._redactor = redactor
@@ -99,7 +100,10 @@ class Recorder:
         # The first run in a cluster (an empty ledger): when it started (see decision).
         self._installed_at = installed_at
         self._inventory_pace = Pace(inventory_per_second)
+        # The replay of the first listing, then (``watching_live``) of any later one.
         self._replay = replaying
+        self._relisting = relisting
+        self.live = False
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # Records being attributed or written, and the newest of each object's.
         self._writing: set[asyncio.Task[RecordSpec | None]] = set()
@@ -107,6 +111,12 @@ class Recorder:
         # What each new record is for delivery (the metrics): fed in each object's order,
         # since an object's record is written only after its previous one.
         self._delivery = insights.Tracker()
+
+    def watching_live(self) -> None:
+        """The first listings are over: a listing from now on is kopf's after a watch
+        could not resume, replayed from the audit events received meanwhile."""
+        self.live = True
+        self._replay = self._relisting
 
     async def observe(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> RecordSpec | None:

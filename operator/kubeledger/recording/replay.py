@@ -19,6 +19,10 @@ whose event never came, or a rollout's progress, which the controller writes thr
 the status subresource) is recorded after the fact, as before. Every record keeps its
 usual name (kind, uid, resourceVersion), so a write seen both ways is recorded once.
 
+A listing later in a writer's life (kopf lists a kind again when its watch cannot
+resume: 410 Gone after etcd compacted, an apiserver restart) is replayed the same way
+(``Replay.live``), from the events that came in meanwhile.
+
 What is not known stays after the fact, never guessed:
 
 - a downtime longer than the apiserver's retries (``horizon``): some batches were given
@@ -143,6 +147,19 @@ class Replay:
     # When retried batches have all tried again (monotonic clock).
     until: float
     handed_over: bool
+    # How long any listed change waits for the audit events of its latest writes.
+    settle: float = 0.0
+
+    @classmethod
+    def live(cls, written: WrittenStates, *, batch_wait: float) -> Replay:
+        """The replay of a writer that has been receiving audit events all along.
+
+        kopf lists a kind again when its watch cannot resume (410 Gone after a
+        compaction, an apiserver restart): the writes of the gap came in live, but for
+        those of the last ``batch_wait`` seconds, which the apiserver may still hold.
+        Every write after this writer's own last record is known, so each is exact.
+        """
+        return cls(written, until=0.0, handed_over=True, settle=batch_wait)
 
     @classmethod
     def starting(cls, written: WrittenStates, *, previous_renewal: datetime | None,
@@ -171,8 +188,8 @@ class Replay:
         return cls(written, until=time.monotonic() + wait, handed_over=handed_over)
 
     def left(self) -> float:
-        """Seconds until every retried batch has tried again."""
-        return max(0.0, self.until - time.monotonic())
+        """Seconds until every retried batch has tried again (and the latest arrived)."""
+        return max(self.settle, self.until - time.monotonic())
 
     def steps(self, uid: str, *, recorded: str | None, listed: str) -> list[Step]:
         """``plan`` for the object ``uid``, with the writes kept of it."""
