@@ -164,7 +164,9 @@ def assert_recorded_once(kubectl: Kubectl, elasticsearch: Elasticsearch,
     for source in ("cluster", "elasticsearch"):
         verified = verify_chain(endpoints, "--source", source)
         assert verified.returncode == 0, verified.stdout + verified.stderr
-    return Tally(len(stream.writes), sum(map(len, records_by_uid.values())), documents, merged)
+    tally = Tally(len(stream.writes), sum(map(len, records_by_uid.values())), documents, merged)
+    print(f"ledger check: {tally} ({stream.failures} writes refused and tried again)")
+    return tally
 
 
 def _records_through(kubectl: Kubectl, uid: str, step: int,

@@ -2,10 +2,10 @@
 same check (``ledger_check``): every write has one record and one document, and the chain
 verifies from the cluster and from Elasticsearch.
 
-The apiserver restarted; a watch whose resourceVersion was compacted away (410 Gone);
-connections to the apiserver that stop answering; the admission webhook slower than its
-timeout; Elasticsearch down under the stream; the operator killed in a burst and in a
-delivery batch.
+The apiserver restarted; connections to the apiserver that stop answering; a watch
+that cannot resume where it was (410 Gone: compacted away while it hung); the admission
+webhook slower than its timeout; Elasticsearch down under the stream; the operator
+killed in a burst and in a delivery batch.
 """
 
 from __future__ import annotations
@@ -75,26 +75,6 @@ def test_apiserver_restarted_in_a_stream(demo: Kubectl, kubectl: Kubectl, stack:
     assert restarted.processes.running("operator"), "the operator did not ride out the restart"
 
 
-def test_a_compacted_watch_lists_again_and_records_each_write(
-    demo: Kubectl, kubectl: Kubectl, stack: Endpoints, restarted: Operator,
-    elasticsearch: Elasticsearch,
-) -> None:
-    """With etcd compacted while the apiserver restarts, no watch can resume where it
-    was: 410 Gone, and kopf lists again. The writes of the gap are each recorded, from
-    the audit events the operator kept, not as one change after the fact."""
-    names = _deployments(demo, "compacted")
-    restarted.stop()
-    restarted.start(**CHART_LEASE)
-    local = Stack(stack.directory)
-    listed = _relists(restarted)
-    with Stream(demo, names) as stream:
-        stream.written(10)
-        local.restart_apiserver(while_down=local.compact_etcd)
-        stream.written(len(stream.writes) + 10)
-    assert_recorded_once(kubectl, elasticsearch, stack, stream, user="alice")
-    assert _relists(restarted) > listed, "no watch listed again"
-
-
 def _through(endpoints: Endpoints, proxy: TcpProxy) -> Path:
     """A copy of the stack's kubeconfig whose apiserver is reached through ``proxy``."""
     config = json.loads(endpoints.kubeconfig.read_text())
@@ -125,6 +105,32 @@ def test_hung_connections_to_the_apiserver_time_out_and_recording_resumes(
                              timeout=240)
         assert proxy.opened > opened  # it connected again, past the hung connections
         assert restarted.processes.running("operator")
+
+
+def test_a_watch_that_cannot_resume_lists_again_and_records_each_write(
+    demo: Kubectl, kubectl: Kubectl, stack: Endpoints, restarted: Operator,
+    elasticsearch: Elasticsearch,
+) -> None:
+    """The operator's watches hang while writes go on; meanwhile etcd is compacted and
+    the apiserver restarted, so its history is gone: the watches come back to 410 Gone,
+    and kopf lists again. The writes of the gap are each recorded, from the audit events
+    the operator received all along, not as one change after the fact."""
+    names = _deployments(demo, "compacted")
+    host, port = stack.apiserver_url.removeprefix("https://").split(":")
+    local = Stack(stack.directory)
+    with TcpProxy((host, int(port))) as proxy:
+        restarted.stop()
+        restarted.start(KUBECONFIG=str(_through(stack, proxy)), **CHART_LEASE)
+        listed = _relists(restarted)
+        with Stream(demo, names) as stream:
+            stream.written(5)
+            proxy.freeze_open()
+            stream.written(len(stream.writes) + 10)
+            local.restart_apiserver(while_down=local.compact_etcd)
+            stream.written(len(stream.writes) + 5)
+        assert_recorded_once(kubectl, elasticsearch, stack, stream, user="alice",
+                             timeout=240)
+        assert _relists(restarted) > listed, "no watch listed again"
 
 
 def test_a_webhook_slower_than_its_timeout_loses_no_identity(
