@@ -106,6 +106,8 @@ def full_spec() -> model.RecordSpec:
         anomalies=[model.Anomaly(kind=model.AnomalyKind.OUT_OF_BAND_CHANGE,
                                  reason="Deployment web is managed by Argo CD but was "
                                         "changed (image-changed) by alice")],
+        truncated=[model.Truncation(path='snapshot.metadata.annotations["example.com/notes"]',
+                                    bytes=300_000, sha256="c" * 64)],
         chain=model.Chain(
             sequence=4711,
             previousHash="a" * 64,

@@ -10,6 +10,7 @@ bytes, without decoding anything.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -41,6 +42,15 @@ class Baseline:
     # When this entry was last confirmed, on the monotonic clock: lets the deletion
     # reconciler ignore objects it cannot have seen in a listing started earlier.
     seen_at: float = field(default_factory=time.monotonic)
+    # Read from a record whose snapshot was cut (``core.bounds``): ``encoded`` is the cut
+    # one, and this the SHA-256 hex of the whole, by which the object is known unchanged.
+    digest: str | None = None
+
+    def holds(self, encoded: bytes) -> bool:
+        """Whether ``encoded`` (a projection, redacted and encoded) is this baseline."""
+        if self.encoded == encoded:
+            return True
+        return self.digest is not None and hashlib.sha256(encoded).hexdigest() == self.digest
 
     @property
     def snapshot(self) -> dict[str, Any]:
@@ -68,12 +78,12 @@ class Baselines:
 
     def remember_encoded(self, subject: Subject, encoded: bytes,
                          fingerprint: bytes | None = None,
-                         templates: tuple[bytes, ...] = (),
-                         seen_at: float | None = None) -> None:
+                         templates: tuple[bytes, ...] = (), *,
+                         seen_at: float | None = None, digest: str | None = None) -> None:
         """``seen_at`` defaults to now (the object was just seen)."""
         self._by_uid[subject.uid] = Baseline(
             subject, encoded, fingerprint, templates,
-            time.monotonic() if seen_at is None else seen_at)
+            time.monotonic() if seen_at is None else seen_at, digest)
         self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
 
     def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
@@ -112,8 +122,10 @@ class LatestRecords:
     """
 
     def __init__(self) -> None:
-        # uid -> (order, subject as recorded, encoded snapshot; None: deleted)
-        self._latest: dict[str, tuple[tuple[int, str], Mapping[str, Any], bytes | None]] = {}
+        # uid -> (order, subject as recorded, encoded snapshot (None: deleted), and the
+        # whole snapshot's hash when the record holds a cut one)
+        self._latest: dict[str, tuple[tuple[int, str], Mapping[str, Any], bytes | None,
+                                      str | None]] = {}
         # uid -> {template fingerprint: the order of the latest record showing it}
         self._templates: dict[str, dict[bytes, tuple[int, str]]] = {}
 
@@ -126,17 +138,18 @@ class LatestRecords:
             return
         snapshot = spec.get("snapshot")
         kept = None if snapshot is None or spec["action"] in DELETING_ACTIONS else snapshot
-        self._latest[uid] = (order, spec["subject"], None if kept is None else encode(kept))
+        self._latest[uid] = (order, spec["subject"], None if kept is None else encode(kept),
+                             _whole_snapshot_digest(spec))
 
     def baselines(self) -> Baselines:
         """Objects last recorded as deleted drop out; none counts as seen (``NEVER_SEEN``)."""
         baselines = Baselines()
-        for uid, (_, subject, encoded) in self._latest.items():
+        for uid, (_, subject, encoded, digest) in self._latest.items():
             if encoded is not None:
                 baselines.remember_encoded(
                     Subject.model_validate(subject), encoded,
                     templates=revisions.ordered(self._templates.get(uid, {})),
-                    seen_at=NEVER_SEEN)
+                    seen_at=NEVER_SEEN, digest=digest)
         return baselines
 
     def _add_template(self, uid: str, order: tuple[int, str],
@@ -157,6 +170,15 @@ def encode(snapshot: Mapping[str, Any]) -> bytes:
     """
     return json.dumps(snapshot, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode()
+
+
+def _whole_snapshot_digest(spec: Mapping[str, Any]) -> str | None:
+    """The hash ``core.bounds`` gives of a record's whole snapshot, when it cut it."""
+    for cut in spec.get("truncated") or ():
+        if cut.get("path") == "snapshot":
+            digest: str = cut["sha256"]
+            return digest
+    return None
 
 
 def _order(spec: Mapping[str, Any]) -> tuple[int, str]:

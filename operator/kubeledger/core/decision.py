@@ -157,7 +157,7 @@ def decide(
         return Unchanged(fingerprint)  # the common case (status churn), without redacting
     new = redactor.redact(projected)
     encoded = encode(new)
-    if baseline is not None and baseline.encoded == encoded:
+    if baseline is not None and baseline.holds(encoded):
         return Unchanged(fingerprint)
     old = baseline.snapshot if baseline else None
     earlier = baseline.templates if baseline else ()

@@ -74,7 +74,7 @@ def _changes(path: str, old: Any, new: Any) -> Iterator[tuple[str, Any, Any]]:
     old_fields, new_fields = _fields(old), _fields(new)
     if old_fields is not None and new_fields is not None:
         for key in sorted(old_fields.keys() | new_fields.keys()):
-            yield from _changes(_key_path(path, key), old_fields.get(key), new_fields.get(key))
+            yield from _changes(key_path(path, key), old_fields.get(key), new_fields.get(key))
     elif isinstance(old, list) and isinstance(new, list):
         yield from _list_changes(path, old, new)
     else:
@@ -132,7 +132,8 @@ def _item(items: list[Any], index: int) -> Any:
     return items[index] if index < len(items) else None
 
 
-def _key_path(path: str, key: str) -> str:
+def key_path(path: str, key: str) -> str:
+    """``path`` followed by the mapping key ``key``, in the syntax above."""
     if _PLAIN_KEY.fullmatch(key):
         return f"{path}.{key}" if path else key
     return f"{path}[{json.dumps(key)}]"

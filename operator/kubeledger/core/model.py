@@ -163,6 +163,20 @@ class Anomaly(_Wire):
     reason: str
 
 
+class Truncation(_Wire):
+    """One part of a record cut to keep the record within what the apiserver accepts.
+
+    ``path`` is where it was (``snapshot.metadata.annotations["example.com/notes"]``,
+    ``changes[3].new``, ``initiator.declared``; the diff's path syntax); ``bytes`` and
+    ``sha256`` are the size and hash of what was cut (see ``core.bounds``). An entry with
+    path ``snapshot`` describes the whole snapshot before its parts were cut.
+    """
+
+    path: str
+    bytes: int
+    sha256: str
+
+
 class Chain(_Wire):
     """The record's place in the tamper-evident hash chain.
 
@@ -199,6 +213,9 @@ class RecordSpec(_Wire):
     snapshot: dict[str, JsonValue] | None = None
     # What looks wrong about the change (``core.anomalies``); part of the sealed content.
     anomalies: list[Anomaly] = Field(default_factory=list)
+    # What ``core.bounds`` cut to keep the record within etcd's size limit; absent when
+    # nothing was (so a small record's content is what it was before bounds existed).
+    truncated: list[Truncation] | None = None
     chain: Chain | None = None
 
     def wire(self) -> dict[str, JsonValue]:

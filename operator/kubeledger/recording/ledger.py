@@ -7,7 +7,8 @@ already exists means the change is already recorded (a re-list, a retry, a resta
 nothing is added; unless the existing record is the very one this call sealed, written
 by an earlier attempt whose answer was lost (a timeout). Failures that may pass are
 retried with backoff for as long as it takes: a change is never dropped because the
-apiserver was briefly away. Listeners (the shippers) hear of written records in
+apiserver was briefly away, nor because it is too large for etcd (``core.bounds`` cuts it
+first, and says so in ``spec.truncated``). Listeners (the shippers) hear of written records in
 sequence order.
 
 A sealed record can still fail to be written: a write refused for good, a change found
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubeledger import backoff, metrics
-from kubeledger.core import chain, kinds, model
+from kubeledger.core import bounds, chain, kinds, model
 from kubeledger.core.model import RecordSpec, record_labels
 from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
@@ -91,7 +92,10 @@ class Ledger:
         async with self._slots:
             async with self._sealing:
                 before, declared = self._head, self._lost
-                sealed, self._head = chain.seal(self._flag(spec), before, lost=declared)
+                # Bounded after flagging (the detectors see the whole object) and before
+                # sealing (the hash covers what is stored): see ``core.bounds``.
+                sealed, self._head = chain.seal(bounds.bounded(self._flag(spec)), before,
+                                                lost=declared)
                 self._lost = set()
                 sealed_as = self._head
             try:

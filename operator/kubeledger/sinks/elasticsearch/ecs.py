@@ -188,6 +188,9 @@ def _kubeledger(name: str, spec: model.RecordSpec) -> dict[str, Any]:
         },
         "changes": [_change(change) for change in spec.changes],
         "changes_truncated": spec.changesTruncated,
+        # What was cut to keep the record within etcd's limit (``core.bounds``).
+        "truncated": [{"path": cut.path, "bytes": cut.bytes, "sha256": cut.sha256}
+                      for cut in spec.truncated or ()],
         "changed_paths": [change.path for change in spec.changes],
         "reasons": list(spec.reasons),
         "anomalies": [{"kind": anomaly.kind.value, "reason": anomaly.reason}

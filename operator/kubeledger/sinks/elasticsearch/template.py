@@ -25,7 +25,7 @@ TEMPLATE_PRIORITY = 200
 # The template's "version", for people reading the installed template (GET
 # _index_template/kubeledger): raise it with every mapping change. The sink puts the
 # template at every start whatever is installed, so nothing compares it.
-TEMPLATE_VERSION = 4
+TEMPLATE_VERSION = 5
 
 # Longest value kept as an exact keyword; longer values are still stored and, for the
 # text fields, searchable as words. Elasticsearch refuses terms over 32 KiB outright.
@@ -65,6 +65,8 @@ _KEYWORD_FIELDS = (
     "kubeledger.subject.resource_version",
     "kubeledger.changes.path",
     "kubeledger.changed_paths",
+    "kubeledger.truncated.path",
+    "kubeledger.truncated.sha256",
     "kubeledger.initiator.username",
     "kubeledger.initiator.uid",
     "kubeledger.initiator.groups",
@@ -89,7 +91,8 @@ _NAME_FIELDS = ("user.name", "user.effective.name")
 # when short, by exact text.
 _VALUE_FIELDS = ("kubeledger.changes.old", "kubeledger.changes.new", "kubeledger.reasons",
                  "kubeledger.anomalies.reason")
-_LONG_FIELDS = ("event.severity", "kubeledger.chain.sequence", "kubeledger.checkpoint.sequence")
+_LONG_FIELDS = ("event.severity", "kubeledger.chain.sequence", "kubeledger.checkpoint.sequence",
+                "kubeledger.truncated.bytes")
 _BOOLEAN_FIELDS = (
     "kubeledger.changes_truncated",
     "kubeledger.initiator.verified",
