@@ -176,3 +176,19 @@ def test_the_sealed_record_hashes_the_bounded_content() -> None:
 
     assert chain.verify([("r", sealed.wire())]).intact
     assert len(_compact(sealed.wire())) < 800 * KIB
+
+
+def test_a_list_of_many_small_items_is_cut_whole() -> None:
+    # Twenty thousand small rules: cutting them one at a time would list thousands of cuts.
+    rules = [{"apiGroups": [""], "resources": [f"r{n}"], "verbs": ["get"]}
+             for n in range(20_000)]
+    snapshot = {"rules": rules, "metadata": {"labels": {"app": "web"}}}
+
+    cut = bounds.bounded(_spec(snapshot=snapshot))
+
+    assert cut.snapshot == {"rules": bounds.marker(rules), "metadata": {"labels": {"app": "web"}}}
+    assert cut.truncated == [
+        model.Truncation(path="snapshot", bytes=len(_compact(snapshot)),
+                         sha256=_sha(_compact(snapshot))),
+        model.Truncation(path="snapshot.rules", bytes=len(_compact(rules)),
+                         sha256=_sha(_compact(rules)))]

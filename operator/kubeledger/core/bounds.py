@@ -77,8 +77,10 @@ def bounded(spec: RecordSpec) -> RecordSpec:
     if snapshot is not None and size_of(snapshot) > SNAPSHOT_LIMIT:
         whole = Truncation(path="snapshot", bytes=size_of(snapshot), sha256=digest_of(snapshot))
         part = _Fitting()
-        snapshot = part.fit(snapshot, SNAPSHOT_LIMIT, "snapshot")
-        cuts += [whole, *part.cuts]
+        fitted = part.fit(snapshot, SNAPSHOT_LIMIT, "snapshot")
+        # The CRD wants an object here: one cut whole is left empty (``whole`` says why).
+        snapshot = fitted if isinstance(fitted, dict) else {}
+        cuts += [whole, *(part.cuts if isinstance(fitted, dict) else ())]
     changes = _bounded_changes(spec.changes, cuts)
     reasons = _bounded_reasons(spec.reasons, cuts)
     initiator, commit = spec.initiator, spec.commit
