@@ -145,8 +145,10 @@ def test_an_unchanged_huge_object_gives_no_record_and_a_change_to_it_one(
     created, changed = eventually(lambda: (found := _changes_of(kubectl, uid))[1:] and found,
                                   what="the annotation's record")
     assert created["spec"]["action"] == "created"
-    # Diffed against the real object the operator kept, not against the cut snapshot.
-    assert [(c["path"], c["old"], c["new"]) for c in changed["spec"]["changes"]] == [
+    # Diffed against the real object the operator kept, not against the cut snapshot (the
+    # rollout's phase, read from status, may move in the same record).
+    assert [(c["path"], c["old"], c["new"]) for c in changed["spec"]["changes"]
+            if not c["path"].startswith("rollout.")] == [
         ('metadata.annotations["example.com/team"]', "payments", "billing")]
     time.sleep(SETTLE_SECONDS)
     assert len(_changes_of(kubectl, uid)) == 2
