@@ -14,11 +14,12 @@ INDICES = "kubeledger-*"
 
 
 def documents(es: Elasticsearch, uid: str) -> list[dict[str, Any]]:
-    """The documents of one object's records, as searchable now."""
+    """The documents of one object's records, as searchable now (all of them: scrolled,
+    since a stream of writes under a long outage gives thousands)."""
     es.indices.refresh(index=INDICES, allow_no_indices=True)
-    found = es.search(index=INDICES, query={"term": {"kubeledger.subject.uid": uid}},
-                      size=1000, allow_no_indices=True)
-    return list(found["hits"]["hits"])
+    return list(helpers.scan(es, index=INDICES,
+                             query={"query": {"term": {"kubeledger.subject.uid": uid}}},
+                             allow_no_indices=True))
 
 
 def every_document(es: Elasticsearch) -> Iterator[dict[str, Any]]:
