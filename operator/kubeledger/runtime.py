@@ -9,9 +9,9 @@ nobody was writing, from a listing (made while the records are read) that also s
 kopf's first listing will deliver (``first_listing``). Only after that do kopf's watches
 start delivering events; what changed while nobody wrote is replayed from the audit
 stream where it can be (``recording.replay``), and so is what changed while a watch
-could not resume, when kopf lists a kind again later. Background work (shipping, the periodic
-checks, the watch on record deletions) runs under the ``supervision.Supervisor``, whose
-problems make the liveness probe fail."""
+could not resume, when kopf lists a kind again later. Background work (shipping, the
+periodic checks, the watch on record deletions) runs under the
+``supervision.Supervisor``, whose problems make the liveness probe fail."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ class Runtime:
         first_listing = runtime.first_listing = FirstListing(
             {resource: present.uids for resource, present in listed.items()})
         runtime.supervisor.spawn("the wait for the first listings",
-                                 functools.partial(first_listing.run, api))
+                                 functools.partial(runtime._list_first, first_listing))
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
         runtime.supervisor.spawn("the watch on record deletions", functools.partial(
             break_glass.watch, api, recorder, runtime.removals))
@@ -164,8 +164,12 @@ class Runtime:
         """One watch event given to a handler: counted until the first listings end."""
         if self.first_listing is not None:
             self.first_listing.seen(resource, event_type, uid)
-            if self.first_listing.done and not self.recorder.live:
-                self.recorder.watching_live()
+
+    async def _list_first(self, listing: FirstListing) -> None:
+        """Until kopf's first listings are over; a listing after them is one kopf makes
+        when a watch cannot resume, and is replayed from the audit events (``replay``)."""
+        await listing.run(self.api)
+        self.recorder.watching_live()
 
     @property
     def ready(self) -> bool:

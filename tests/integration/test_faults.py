@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -75,15 +75,21 @@ def test_apiserver_restarted_in_a_stream(demo: Kubectl, kubectl: Kubectl, stack:
     assert restarted.processes.running("operator"), "the operator did not ride out the restart"
 
 
-def _through(endpoints: Endpoints, proxy: TcpProxy) -> Path:
-    """A copy of the stack's kubeconfig whose apiserver is reached through ``proxy``."""
-    config = json.loads(endpoints.kubeconfig.read_text())
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    path = endpoints.directory / "kubeconfig-proxied"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+@contextmanager
+def _behind_a_proxy(operator: Operator, endpoints: Endpoints) -> Iterator[TcpProxy]:
+    """The operator restarted with the chart's Lease timings, reaching the apiserver
+    through a proxy the test controls (through a copy of the stack's kubeconfig)."""
+    host, port = endpoints.apiserver_url.removeprefix("https://").split(":")
+    with TcpProxy((host, int(port))) as proxy:
+        config = json.loads(endpoints.kubeconfig.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+        path = endpoints.directory / "kubeconfig-proxied"
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        operator.stop()
+        operator.start(KUBECONFIG=str(path), **CHART_LEASE)
+        yield proxy
 
 
 def test_hung_connections_to_the_apiserver_time_out_and_recording_resumes(
@@ -91,10 +97,7 @@ def test_hung_connections_to_the_apiserver_time_out_and_recording_resumes(
     elasticsearch: Elasticsearch,
 ) -> None:
     names = _deployments(demo, "hung")
-    host, port = stack.apiserver_url.removeprefix("https://").split(":")
-    with TcpProxy((host, int(port))) as proxy:
-        restarted.stop()
-        restarted.start(KUBECONFIG=str(_through(stack, proxy)), **CHART_LEASE)
+    with _behind_a_proxy(restarted, stack) as proxy:
         with Stream(demo, names) as stream:
             stream.written(5)
             opened = proxy.opened
@@ -116,11 +119,8 @@ def test_a_watch_that_cannot_resume_lists_again_and_records_each_write(
     and kopf lists again. The writes of the gap are each recorded, from the audit events
     the operator received all along, not as one change after the fact."""
     names = _deployments(demo, "compacted")
-    host, port = stack.apiserver_url.removeprefix("https://").split(":")
     local = Stack(stack.directory)
-    with TcpProxy((host, int(port))) as proxy:
-        restarted.stop()
-        restarted.start(KUBECONFIG=str(_through(stack, proxy)), **CHART_LEASE)
+    with _behind_a_proxy(restarted, stack) as proxy:
         listed = _relists(restarted)
         with Stream(demo, names) as stream:
             stream.written(5)

@@ -7,9 +7,9 @@ already exists means the change is already recorded (a re-list, a retry, a resta
 nothing is added; unless the existing record is the very one this call sealed, written
 by an earlier attempt whose answer was lost (a timeout). Failures that may pass are
 retried with backoff for as long as it takes: a change is never dropped because the
-apiserver was briefly away, nor because it is too large for etcd (``core.bounds`` cuts it
-first, and says so in ``spec.truncated``). Listeners (the shippers) hear of written records in
-sequence order.
+apiserver was briefly away, nor because it is too large for etcd (``core.bounds`` cuts
+it first, and says so in ``spec.truncated``). Listeners (the shippers) hear of written
+records in sequence order.
 
 A sealed record can still fail to be written: a write refused for good, a change found
 already recorded after later records were sealed, a writer stopped with writes in

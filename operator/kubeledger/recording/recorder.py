@@ -103,7 +103,6 @@ class Recorder:
         # The replay of the first listing, then (``watching_live``) of any later one.
         self._replay = replaying
         self._relisting = relisting
-        self.live = False
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # Records being attributed or written, and the newest of each object's.
         self._writing: set[asyncio.Task[RecordSpec | None]] = set()
@@ -115,7 +114,6 @@ class Recorder:
     def watching_live(self) -> None:
         """The first listings are over: a listing from now on is kopf's after a watch
         could not resume, replayed from the audit events received meanwhile."""
-        self.live = True
         self._replay = self._relisting
 
     async def observe(self, resource: Resource, event_type: str | None,
