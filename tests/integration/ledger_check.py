@@ -155,11 +155,13 @@ def assert_recorded_once(kubectl: Kubectl, elasticsearch: Elasticsearch,
                 initiator = mine[0]["spec"]["initiator"]
                 assert (initiator["username"], initiator["verified"]) == (user, True), (
                     f"{name}: step {write.step} attributed to {initiator}")
+        # ``delivered`` returns once the documents are exactly the records then (a
+        # rollout's record may have come since ``records`` was read): none may be twice.
         docs = delivered(elasticsearch, kubectl, uid, len(records), timeout=timeout)
         ids = Counter(doc["_id"] for doc in docs)
-        assert ids == Counter(r["metadata"]["name"] for r in records), (
-            f"{name}: documents {sorted(ids)} for records "
-            f"{sorted(r['metadata']['name'] for r in records)}")
+        assert max(ids.values()) == 1, f"{name}: documents doubled {ids.most_common(3)}"
+        assert {r["metadata"]["name"] for r in records} <= ids.keys(), (
+            f"{name}: records without a document")
         documents += len(docs)
     for source in ("cluster", "elasticsearch"):
         verified = verify_chain(endpoints, "--source", source)
