@@ -146,6 +146,20 @@ def test_status_churn_and_bookkeeping_write_no_record(demo: Kubectl) -> None:
     assert actions_of(demo, uid) == ["created", "rollout-completed"]
 
 
+def test_an_annotation_change_is_one_record_and_no_rollout(demo: Kubectl) -> None:
+    name = unique("noted")
+    manifest = deployment(name, replicas=1)
+    uid = _create(demo, manifest)
+    settled(demo, manifest)
+    # The apiserver moves the generation on an annotation change, and the controller
+    # catches up a moment later: no rollout happened, so neither record says one did.
+    demo("-n", "demo", "annotate", f"deployment/{name}", "example.com/owner=payments")
+    noted = wait_for_action(demo, uid, "config-changed")
+    settled(demo, manifest)
+    assert list(_changes(noted)) == ['metadata.annotations["example.com/owner"]']
+    assert actions_of(demo, uid) == ["created", "rollout-completed", "config-changed"]
+
+
 def test_deletion_is_recorded_once(demo: Kubectl) -> None:
     name = unique("gone")
     uid = _create(demo, deployment(name))

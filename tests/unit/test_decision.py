@@ -239,6 +239,38 @@ def test_a_change_no_record_describes_moves_the_baseline_only() -> None:
     assert result.subject.resourceVersion == "48300"
 
 
+def awaiting_controller(body: Body) -> Body:
+    """``body`` just after a write that moved its generation, before the controller saw it."""
+    body["metadata"]["generation"] = 2
+    body["status"]["observedGeneration"] = 1
+    return body
+
+
+def test_an_annotation_change_keeps_the_rollout_phase_and_its_observation_is_no_record(
+) -> None:
+    annotated = later(awaiting_controller(web(annotations={"example.com/team": "payments"})))
+
+    draft = drafted(decide(web(), annotated), Action.CONFIG_CHANGED, Severity.NOTICE)
+
+    assert [change.path for change in draft.changes] == [
+        'metadata.annotations["example.com/team"]']
+    assert draft.snapshot is not None and draft.snapshot["rollout"] == {"phase": "complete"}
+    assert draft.encoded is not None
+    baselines = Baselines()
+    baselines.remember_encoded(draft.subject, draft.encoded, draft.fingerprint)
+    observed = later(web(annotations={"example.com/team": "payments"}, generation=2), 48310)
+    assert isinstance(decision.decide(kinds.DEPLOYMENTS, "MODIFIED", observed,
+                                      baseline=baselines.get(draft.subject.uid),
+                                      redactor=REDACTOR), decision.Unchanged)
+
+
+def test_a_spec_change_the_controller_has_not_seen_yet_is_progressing() -> None:
+    draft = drafted(decide(web(OLD_IMAGE), later(awaiting_controller(web(NEW_IMAGE)))),
+                    Action.IMAGE_CHANGED, Severity.NOTICE)
+
+    assert draft.snapshot is not None and draft.snapshot["rollout"] == {"phase": "progressing"}
+
+
 # RBAC
 
 

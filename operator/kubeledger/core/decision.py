@@ -160,6 +160,11 @@ def decide(
     if baseline is not None and baseline.holds(encoded):
         return Unchanged(fingerprint)
     old = baseline.snapshot if baseline else None
+    if old is not None and _phase_kept(body, old, new):
+        new = {**new, "rollout": old["rollout"]}
+        encoded = encode(new)
+        if baseline is not None and baseline.holds(encoded):
+            return Unchanged(fingerprint)
     earlier = baseline.templates if baseline else ()
     templates = revisions.advanced(earlier, revisions.template_fingerprint(new))
     # Seen live only when the watch delivered the change itself; a listing shows the
@@ -190,6 +195,15 @@ def decide(
         reasons=tuple(reasons), changes=tuple(changes), changes_truncated=truncated,
         snapshot=new, encoded=encoded, fingerprint=fingerprint, templates=templates,
     )
+
+
+def _phase_kept(body: Mapping[str, Any], old: Mapping[str, Any],
+                new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` keeps the recorded rollout phase: the controller has not yet seen a
+    generation that changed only the object's annotations (it has nothing to roll out),
+    so the phase is not progressing, as its lag alone would say."""
+    return ("rollout" in old and projection.awaiting_controller(body)
+            and old.get("spec") == new.get("spec"))
 
 
 def unobserved_deletion(baseline: Baseline, *,

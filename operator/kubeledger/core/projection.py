@@ -117,12 +117,24 @@ def _metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def awaiting_controller(body: Mapping[str, Any]) -> bool:
+    """Whether a Deployment's controller has not yet seen its latest generation.
+
+    The apiserver moves a Deployment's generation on a change of its annotations as well
+    as of its spec, so a lag alone does not say that a rollout is coming.
+    """
+    if body.get("kind") != "Deployment":
+        return False
+    generation: int = (body.get("metadata") or {}).get("generation", 0)
+    observed: int = (body.get("status") or {}).get("observedGeneration", 0)
+    return observed < generation
+
+
 def _deployment_phase(body: Mapping[str, Any]) -> RolloutPhase:
     """The phase by the rules of ``kubectl rollout status`` for Deployments."""
     status = body.get("status") or {}
-    generation = (body.get("metadata") or {}).get("generation", 0)
     # Until the controller has seen the latest spec, the counts below describe an older one.
-    if status.get("observedGeneration", 0) < generation:
+    if awaiting_controller(body):
         return RolloutPhase.PROGRESSING
     if _progress_deadline_exceeded(status):
         return RolloutPhase.FAILED
