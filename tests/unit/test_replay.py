@@ -35,8 +35,8 @@ def version(body: dict[str, Any], resource_version: str) -> dict[str, Any]:
 
 
 def write(resource_version: str, *, replicas: int = 3, created: bool = False) -> WrittenState:
-    return WrittenState(resource_version, created,
-                        version(objects.deployment(replicas=replicas), resource_version))
+    return WrittenState.of_body(resource_version, created,
+                                version(objects.deployment(replicas=replicas), resource_version))
 
 
 def scale_write(resource_version: str, replicas: int) -> WrittenState:
