@@ -122,6 +122,7 @@ class Runtime:
             replaying=replaying,
             relisting=None if written is None else replay.Replay.live(
                 written, batch_wait=settings.audit_wait_seconds),
+            specs=functools.partial(history.spec_of, api),
         )
         runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger, undelivered)

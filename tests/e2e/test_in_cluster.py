@@ -155,6 +155,12 @@ def test_records_are_refused_to_anyone_but_the_operator_cluster_admins_included(
     with pytest.raises(KubectlError, match="spec is immutable"):
         kubectl("patch", "auditrecord", name, "--type=merge",
                 "--patch", '{"spec": {"cluster": "forged-elsewhere"}}')
+    # Nor its index, which a starting writer reads in place of the spec.
+    for annotation in ("kubeledger.io/index=forged", "kubeledger.io/index-"):
+        with pytest.raises(KubectlError) as indexing:
+            kubectl("annotate", "--overwrite", "auditrecord", name, annotation)
+        assert (f"{REFUSED_BY_POLICY}an AuditRecord's index (the kubeledger.io/index "
+                f"annotation) cannot be changed") in indexing.value.stderr
     # Retention, the operator's own deletions, passes (dry run: nothing is removed).
     assert "(server dry run)" in kubectl("delete", "auditrecord", name, "--dry-run=server",
                                          f"--as={OPERATOR_IDENTITY}")

@@ -128,6 +128,55 @@ def test_changes_while_down_are_recorded_once_from_the_audit_stream(
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+INDEX = "kubeledger.io/index"
+
+
+def test_a_restart_reads_each_records_index_and_verify_holds_it_to_the_spec(
+    kubectl: Kubectl, demo: Kubectl, operator: Operator,
+) -> None:
+    """Start-up reads the records' index (their metadata), not their snapshots; records
+    written before the index existed are read whole. Either way a change made while the
+    operator was down is diffed against the snapshot in the object's last record."""
+    indexed, legacy = unique("indexed"), unique("legacy")
+    indexed_uid, created = apply_recorded(demo, deployment(indexed))
+    legacy_uid, _ = apply_recorded(demo, deployment(legacy))
+    for name in (indexed, legacy):
+        settled(demo, deployment(name))
+    index = json.loads(created["metadata"]["annotations"][INDEX])
+    assert (index["sequence"], index["subject"]["uid"], index["action"]) == (
+        created["spec"]["chain"]["sequence"], indexed_uid, "created")
+    for record in records_of(kubectl, legacy_uid):
+        kubectl("annotate", "auditrecord", record["metadata"]["name"], f"{INDEX}-")
+
+    operator.stop()
+    for name in (indexed, legacy):
+        # A patch, not ``kubectl scale``: its audit event carries the whole object.
+        kubectl.as_user("bob")("-n", "demo", "patch", f"deployment/{name}", "--type=merge",
+                               "--patch", '{"spec": {"replicas": 2}}')
+    operator.start()
+
+    for uid in (indexed_uid, legacy_uid):
+        scaled = wait_for_action(demo, uid, "scaled", timeout=60)
+        assert _changes(scaled) == {"spec.replicas": (1, 2)}
+        assert _made_by(scaled, "bob")
+    assert run_verify(operator).returncode == 0
+
+    # An index that does not stand for its record's spec is a finding of verify.
+    forged = {**index, "snapshot": "0" * 64}
+    name = created["metadata"]["name"]
+    kubectl("annotate", "--overwrite", "auditrecord", name,
+            f"{INDEX}={json.dumps(forged, separators=(',', ':'), sort_keys=True)}")
+    try:
+        found = run_verify(operator)
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert (f"BROKEN  #{index['sequence']} {name}: its index ({INDEX}) does not match "
+                "its spec") in found.stdout
+    finally:
+        kubectl("annotate", "--overwrite", "auditrecord", name,
+                f"{INDEX}={created['metadata']['annotations'][INDEX]}")
+    assert run_verify(operator).returncode == 0
+
+
 def test_records_read_well_in_kubectl(kubectl: Kubectl, demo: Kubectl) -> None:
     name = unique("table")
     apply_recorded(demo, deployment(name))

@@ -101,7 +101,8 @@ class FakeKube:
                 for body in page]
 
     async def pages(self, resource: Resource, *, namespace: str | None = None,
-                    label_selector: str | None = None) -> AsyncIterator[Page]:
+                    label_selector: str | None = None,
+                    metadata_only: bool = False) -> AsyncIterator[Page]:
         # Equality selectors (``a=b,c=d``) are all the operator uses.
         wanted = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
         with self._call("list"):
@@ -109,6 +110,8 @@ class FakeKube:
                       if namespace in (None, body["metadata"].get("namespace"))
                       and resource.audits(body["metadata"]["name"])  # its field selector
                       and wanted.items() <= (body["metadata"].get("labels") or {}).items()]
+        if metadata_only:
+            listed = [{"metadata": body["metadata"]} for body in listed]
         for start in range(0, len(listed), self.page_size):
             yield listed[start:start + self.page_size]
         for happening in self.after_list:

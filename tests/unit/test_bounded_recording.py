@@ -3,11 +3,13 @@ the same process and after a restart."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from kubeledger.core import chain, kinds
-from kubeledger.core.baselines import Baselines, LatestRecords
+from kubeledger.core.baselines import Baselines
 from kubeledger.core.redaction import Redactor
+from kubeledger.recording import history
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from unit import objects
@@ -29,7 +31,7 @@ def huge(version: str, *, replicas: int = 0) -> dict[str, Any]:
 
 def recorder_over(kube: FakeKube, baselines: Baselines, head: chain.Head) -> Recorder:
     return Recorder(cluster="prod", redactor=Redactor(b"salt"), baselines=baselines,
-                    ledger=Ledger(kube, head))
+                    ledger=Ledger(kube, head), specs=functools.partial(history.spec_of, kube))
 
 
 async def test_a_cut_record_leaves_the_real_object_as_baseline() -> None:
@@ -56,11 +58,9 @@ async def test_after_a_restart_an_unchanged_huge_object_records_nothing() -> Non
     assert created is not None and created.chain is not None and created.truncated
 
     # A new process: baselines from the records alone, then kopf's initial listing.
-    folded = LatestRecords()
-    for spec in kube.records().values():
-        folded.add(spec)
-    head = chain.Head(created.chain.sequence, created.chain.hash)
-    restarted = recorder_over(kube, folded.baselines(), head)
+    found = await history.read(kube)
+    assert found.head == chain.Head(created.chain.sequence, created.chain.hash)
+    restarted = recorder_over(kube, found.baselines(), found.head)
     # Listed at a later resourceVersion (status writes move it), the spec unchanged.
     listed = await restarted.observe(kinds.DEPLOYMENTS, None, huge("11"))
 

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from kubeledger import config
+from kubeledger.core import record_index
 from kubeledger.core.model import AnomalyKind
 from stack import helm_tool
 from unit.certificates import serving_directory
@@ -719,6 +720,10 @@ def test_records_are_guarded_by_an_admission_policy_the_apiserver_enforces(
          "resources": ["customresourcedefinitions"],
          "resourceNames": ["auditrecords.kubeledger.io"]}]
     variables = {variable["name"]: variable["expression"] for variable in spec["variables"]}
+    # The index annotation, of the object and of what it was before an update.
+    index, old_index = variables.pop("index"), variables.pop("oldIndex")
+    assert f"object.metadata.annotations['{record_index.ANNOTATION}']" in index
+    assert old_index == index.replace("object.", "oldObject.")
     assert variables == {
         "record": "request.resource.resource == 'auditrecords'",
         "operator": f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:'

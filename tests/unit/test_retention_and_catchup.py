@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from kubeledger.core import chain, kinds, model
-from kubeledger.core.baselines import Baselines, LatestRecords
+from kubeledger.core.baselines import Baselines
 from kubeledger.core.redaction import Redactor
 from kubeledger.kube import errors
-from kubeledger.recording import catchup, retention
+from kubeledger.recording import catchup, history, retention
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from unit import objects, records
@@ -28,9 +31,16 @@ async def chain_of(kube: FakeKube, uids: list[str]) -> Ledger:
     return ledger
 
 
-async def test_delivered_superseded_old_records_go_and_the_watermark_comes_first() -> None:
+@pytest.mark.parametrize("indexed", [True, False])
+async def test_delivered_superseded_old_records_go_and_the_watermark_comes_first(
+    indexed: bool,
+) -> None:
     kube = FakeKube()
     await chain_of(kube, ["a", "a", "b", "a", "b"])
+    if not indexed:  # one written before records had an index: all are read whole
+        for key, body in kube.objects.items():
+            if key[-1] == "record-2":
+                del body["metadata"]["annotations"]
 
     removed = await retention.prune(kube, NAMESPACE, retention=timedelta(days=7),
                                     delivered_up_to=4)
@@ -39,6 +49,7 @@ async def test_delivered_superseded_old_records_go_and_the_watermark_comes_first
     assert removed == 3
     assert sorted(kube.records()) == ["record-4", "record-5"]
     assert await retention.pruned_through(kube, NAMESPACE) == 3
+    assert kube.calls["list"] == (1 if indexed else 2)  # metadata, then whole
 
 
 async def test_undelivered_records_stay_whatever_their_age() -> None:
@@ -69,7 +80,8 @@ async def test_nothing_pruned_means_no_gaps_to_expect() -> None:
 
 def recorder_over(kube: FakeKube, baselines: Baselines) -> Recorder:
     return Recorder(cluster="prod", redactor=Redactor(b"salt"), baselines=baselines,
-                    ledger=Ledger(kube, chain.Head()))
+                    ledger=Ledger(kube, chain.Head()),
+                    specs=functools.partial(history.spec_of, kube))
 
 
 async def test_an_object_gone_from_the_listing_is_recorded_deleted_once() -> None:
@@ -150,13 +162,11 @@ async def test_a_baseline_read_from_the_records_is_found_gone_by_a_listing_made_
     # Start-up lists the cluster while it reads the records: the listing starts first.
     kube = FakeKube()
     listed = await catchup.list_present(kube, [kinds.DEPLOYMENTS])
-    folded = LatestRecords()
-    folded.add(records.full_spec_with(chain=model.Chain(sequence=1, previousHash="a" * 64,
-                                                        hash="b" * 64)).wire())
-    baselines = folded.baselines()
+    await Ledger(kube, chain.Head()).append("deployment-web-1", records.full_spec())
+    baselines = (await history.read(kube)).baselines()
 
     await catchup.record_vanished(recorder_over(kube, baselines), baselines, listed)
 
     assert [spec["action"] for spec in kube.records().values()] == [
-        model.Action.DELETED_WHILE_UNOBSERVED]
+        model.Action.IMAGE_CHANGED, model.Action.DELETED_WHILE_UNOBSERVED]
     assert len(baselines) == 0

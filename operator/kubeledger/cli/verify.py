@@ -28,7 +28,7 @@ from typing import Any
 from kubeledger import config
 from kubeledger.cli import connection, search
 from kubeledger.cli.exits import NO_ACCESS, OK, PROBLEMS, USAGE, CommandError
-from kubeledger.core import chain, checkpoints, kinds
+from kubeledger.core import chain, checkpoints, kinds, record_index
 from kubeledger.kube import api
 from kubeledger.recording import retention
 
@@ -149,12 +149,18 @@ def verify_cluster(args: argparse.Namespace) -> tuple[bool, Chain]:
         raise CommandError("the AuditRecord CRD is not installed", NO_ACCESS)
     pairs = [(r["metadata"]["name"], r["spec"]) for r in records]
     verdict = chain.verify(pairs, pruned_through=pruned_through)
-    report(verdict.findings)
+    # A starting writer reads the index in place of the spec: it must stand for it.
+    misindexed = [chain.Finding((r["spec"].get("chain") or {}).get("sequence", 0),
+                                r["metadata"]["name"], problem)
+                  for r in records
+                  if (problem := record_index.mismatch(r["metadata"], r["spec"]))]
+    findings = sorted([*verdict.findings, *misindexed], key=lambda finding: finding.sequence)
+    report(findings)
     pruned = (f"; {verdict.pruned} earlier records removed after delivery (retention), "
               "see Elasticsearch" if verdict.pruned else "")
-    print(summary(verdict, "records", "", pruned))
+    print(summary(verdict, "records", "", pruned, problems=len(findings)))
     whose = next((str(spec["cluster"]) for _, spec in pairs if spec.get("cluster")), None)
-    return verdict.intact, Chain("the cluster's chain", links(pairs), pruned_through, whose)
+    return not findings, Chain("the cluster's chain", links(pairs), pruned_through, whose)
 
 
 async def verify_elasticsearch(args: argparse.Namespace) -> tuple[bool, Chain]:

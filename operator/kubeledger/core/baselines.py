@@ -1,11 +1,12 @@
 """The last recorded state of every audited object: what the next change is diffed against.
 
 Rebuilt at start-up from the AuditRecords themselves (each carries the redacted snapshot
-of its object after the change), so the operator keeps no state of its own that could
-drift from the trail. Only the projection needed for diffs is held, never whole objects,
-and as canonical JSON bytes: a fifth of the memory of the same data as Python dicts, and
-an unchanged object (status churn, the most common event) is recognised by comparing
-bytes, without decoding anything.
+of its object after the change, and an index of it, ``record_index``), so the operator
+keeps no state of its own that could drift from the trail. Only the projection needed
+for diffs is held, never whole objects, and as canonical JSON bytes: a fifth of the
+memory of the same data as Python dicts, and an unchanged object (status churn, the most
+common event) is recognised by comparing bytes, without decoding anything. A baseline
+read at start-up holds only its snapshot's hash until a change must be diffed against it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeledger.core import revisions
 from kubeledger.core.model import Action, Subject
 
 DELETING_ACTIONS = frozenset({Action.DELETED.value, Action.DELETED_WHILE_UNOBSERVED.value})
@@ -27,12 +27,18 @@ DELETING_ACTIONS = frozenset({Action.DELETED.value, Action.DELETED_WHILE_UNOBSER
 NEVER_SEEN = -math.inf
 
 
+class NotLoadedError(LookupError):
+    """A baseline's snapshot was asked for before it was read from its record."""
+
+
 @dataclass
 class Baseline:
     """The object as last recorded (or last seen unchanged)."""
 
     subject: Subject
-    encoded: bytes  # canonical JSON of the redacted projection
+    # Canonical JSON of the redacted projection; None while it is still only in its
+    # record (``record``): start-up reads the records' index, not their snapshots.
+    encoded: bytes | None
     # ``Redactor.fingerprint`` of the projection before redaction, once seen by a watch
     # (a record holds only the redacted one): an event with the same is unchanged.
     fingerprint: bytes | None = None
@@ -42,9 +48,11 @@ class Baseline:
     # When this entry was last confirmed, on the monotonic clock: lets the deletion
     # reconciler ignore objects it cannot have seen in a listing started earlier.
     seen_at: float = field(default_factory=time.monotonic)
-    # Read from a record whose snapshot was cut (``core.bounds``): ``encoded`` is the cut
-    # one, and this the SHA-256 hex of the whole, by which the object is known unchanged.
+    # Read from a record (``core.record_index``): the SHA-256 hex of the whole encoded
+    # projection, by which the object is known unchanged (the record may hold a cut one,
+    # ``core.bounds``), and the record's name, where the snapshot is.
     digest: str | None = None
+    record: str | None = None
 
     def holds(self, encoded: bytes) -> bool:
         """Whether ``encoded`` (a projection, redacted and encoded) is this baseline."""
@@ -53,10 +61,21 @@ class Baseline:
         return self.digest is not None and hashlib.sha256(encoded).hexdigest() == self.digest
 
     @property
+    def loaded(self) -> bool:
+        return self.encoded is not None
+
+    @property
     def snapshot(self) -> dict[str, Any]:
         """The projection, decoded (only when a change is diffed or classified)."""
+        if self.encoded is None:
+            raise NotLoadedError(f"the snapshot of {self.subject.kind}/{self.subject.name} "
+                                 f"is still in record {self.record}")
         decoded: dict[str, Any] = json.loads(self.encoded)
         return decoded
+
+    def load(self, snapshot: Mapping[str, Any]) -> None:
+        """Holds the snapshot read from the baseline's record."""
+        self.encoded = encode(snapshot)
 
 
 class Baselines:
@@ -76,14 +95,15 @@ class Baselines:
     def remember(self, subject: Subject, snapshot: Mapping[str, Any]) -> None:
         self.remember_encoded(subject, encode(snapshot))
 
-    def remember_encoded(self, subject: Subject, encoded: bytes,
+    def remember_encoded(self, subject: Subject, encoded: bytes | None,
                          fingerprint: bytes | None = None,
                          templates: tuple[bytes, ...] = (), *,
-                         seen_at: float | None = None, digest: str | None = None) -> None:
+                         seen_at: float | None = None, digest: str | None = None,
+                         record: str | None = None) -> None:
         """``seen_at`` defaults to now (the object was just seen)."""
         self._by_uid[subject.uid] = Baseline(
             subject, encoded, fingerprint, templates,
-            time.monotonic() if seen_at is None else seen_at, digest)
+            time.monotonic() if seen_at is None else seen_at, digest, record)
         self._uid_by_name[(subject.kind, subject.namespace or "", subject.name)] = subject.uid
 
     def find(self, kind: str, namespace: str, name: str) -> Baseline | None:
@@ -112,55 +132,6 @@ class Baselines:
 
 
 
-class LatestRecords:
-    """The latest record of each object, folded in one record at a time, in any order.
-
-    Start-up reads the records a page at a time; only what a baseline needs of the latest
-    record so far is kept (its subject, and its snapshot as encoded bytes), and of every
-    record the fingerprint of its pod template, so 50,000 records cost about what their
-    10,000 objects' baselines cost.
-    """
-
-    def __init__(self) -> None:
-        # uid -> (order, subject as recorded, encoded snapshot (None: deleted), and the
-        # whole snapshot's hash when the record holds a cut one)
-        self._latest: dict[str, tuple[tuple[int, str], Mapping[str, Any], bytes | None,
-                                      str | None]] = {}
-        # uid -> {template fingerprint: the order of the latest record showing it}
-        self._templates: dict[str, dict[bytes, tuple[int, str]]] = {}
-
-    def add(self, spec: Mapping[str, Any]) -> None:
-        uid = spec["subject"]["uid"]
-        order = _order(spec)
-        self._add_template(uid, order, spec.get("snapshot"))
-        current = self._latest.get(uid)
-        if current is not None and current[0] >= order:
-            return
-        snapshot = spec.get("snapshot")
-        kept = None if snapshot is None or spec["action"] in DELETING_ACTIONS else snapshot
-        self._latest[uid] = (order, spec["subject"], None if kept is None else encode(kept),
-                             _whole_snapshot_digest(spec))
-
-    def baselines(self) -> Baselines:
-        """Objects last recorded as deleted drop out; none counts as seen (``NEVER_SEEN``)."""
-        baselines = Baselines()
-        for uid, (_, subject, encoded, digest) in self._latest.items():
-            if encoded is not None:
-                baselines.remember_encoded(
-                    Subject.model_validate(subject), encoded,
-                    templates=revisions.ordered(self._templates.get(uid, {})),
-                    seen_at=NEVER_SEEN, digest=digest)
-        return baselines
-
-    def _add_template(self, uid: str, order: tuple[int, str],
-                      snapshot: Mapping[str, Any] | None) -> None:
-        template = None if snapshot is None else revisions.template_fingerprint(snapshot)
-        if template is None:
-            return
-        seen = self._templates.setdefault(uid, {})
-        seen[template] = max(order, seen.get(template, order))
-
-
 def encode(snapshot: Mapping[str, Any]) -> bytes:
     """The stored form of a projection: compact JSON with sorted keys.
 
@@ -172,7 +143,7 @@ def encode(snapshot: Mapping[str, Any]) -> bytes:
                       ensure_ascii=False).encode()
 
 
-def _whole_snapshot_digest(spec: Mapping[str, Any]) -> str | None:
+def whole_snapshot_digest(spec: Mapping[str, Any]) -> str | None:
     """The hash ``core.bounds`` gives of a record's whole snapshot, when it cut it."""
     for cut in spec.get("truncated") or ():
         if cut.get("path") == "snapshot":

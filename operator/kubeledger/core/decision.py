@@ -55,6 +55,15 @@ class Unchanged:
 
 
 @dataclass(frozen=True)
+class Unloaded:
+    """The event must be compared with a baseline whose snapshot is still in its record
+    (start-up reads the records' index only): read it (``Baseline.load``), then decide
+    again."""
+
+    baseline: Baseline
+
+
+@dataclass(frozen=True)
 class Rebaseline:
     """A change no record describes (a rollout going back to progressing).
 
@@ -124,7 +133,9 @@ class Draft:
         )
 
 
-Decision = Unchanged | Rebaseline | Draft
+# What an event means; ``decide`` may first ask for a baseline's snapshot (``Unloaded``).
+Decided = Unchanged | Rebaseline | Draft
+Decision = Decided | Unloaded
 
 
 def decide(
@@ -149,22 +160,16 @@ def decide(
     """
     subject = subject_of(resource, body)
     if event_type == "DELETED":
-        last_known = baseline.snapshot if baseline else redactor.redact(projection.project(body))
-        return _deletion(subject, last_known, Observation.LIVE, _context(subject, role_rules))
+        return _deleted(subject, body, baseline=baseline, redactor=redactor,
+                        role_rules=role_rules)
     projected = projection.project(body)
     fingerprint = redactor.fingerprint(encode(projected))
     if baseline is not None and baseline.fingerprint == fingerprint:
         return Unchanged(fingerprint)  # the common case (status churn), without redacting
-    new = redactor.redact(projected)
-    encoded = encode(new)
-    if baseline is not None and baseline.holds(encoded):
-        return Unchanged(fingerprint)
-    old = baseline.snapshot if baseline else None
-    if old is not None and _phase_kept(body, old, new):
-        new = {**new, "rollout": old["rollout"]}
-        encoded = encode(new)
-        if baseline is not None and baseline.holds(encoded):
-            return Unchanged(fingerprint)
+    compared = _compared(body, redactor.redact(projected), baseline, fingerprint)
+    if not isinstance(compared, tuple):
+        return compared
+    old, new, encoded = compared
     earlier = baseline.templates if baseline else ()
     templates = revisions.advanced(earlier, revisions.template_fingerprint(new))
     # Seen live only when the watch delivered the change itself; a listing shows the
@@ -195,6 +200,35 @@ def decide(
         reasons=tuple(reasons), changes=tuple(changes), changes_truncated=truncated,
         snapshot=new, encoded=encoded, fingerprint=fingerprint, templates=templates,
     )
+
+
+def _deleted(subject: Subject, body: Mapping[str, Any], *, baseline: Baseline | None,
+             redactor: Redactor, role_rules: RoleRulesResolver) -> Unloaded | Draft:
+    if baseline is not None and not baseline.loaded:
+        return Unloaded(baseline)
+    last_known = baseline.snapshot if baseline else redactor.redact(projection.project(body))
+    return _deletion(subject, last_known, Observation.LIVE, _context(subject, role_rules))
+
+
+def _compared(body: Mapping[str, Any], new: dict[str, Any], baseline: Baseline | None,
+              fingerprint: bytes,
+              ) -> Unchanged | Unloaded | tuple[dict[str, Any] | None, dict[str, Any], bytes]:
+    """The redacted projection ``new`` against the baseline: unchanged, or the snapshot
+    the baseline holds (None: there is none), ``new`` and its encoded form."""
+    encoded = encode(new)
+    if baseline is None:
+        return None, new, encoded
+    if baseline.holds(encoded):
+        return Unchanged(fingerprint)
+    if not baseline.loaded:
+        return Unloaded(baseline)
+    old = baseline.snapshot
+    if _phase_kept(body, old, new):
+        new = {**new, "rollout": old["rollout"]}
+        encoded = encode(new)
+        if baseline.holds(encoded):
+            return Unchanged(fingerprint)
+    return old, new, encoded
 
 
 def _phase_kept(body: Mapping[str, Any], old: Mapping[str, Any],

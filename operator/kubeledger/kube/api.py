@@ -42,11 +42,14 @@ class Kubernetes(Protocol):
         ...
 
     def pages(self, resource: Resource, *, namespace: str | None = None,
-              label_selector: str | None = None) -> AsyncIterator[Page]:
+              label_selector: str | None = None,
+              metadata_only: bool = False) -> AsyncIterator[Page]:
         """The objects of ``resource``, one page (a chunk of the listing) at a time.
 
         For readers that fold what they read: they hold one page, however many objects
-        there are (50,000 records at start-up). NotFound when the resource does not exist.
+        there are (50,000 records at start-up). ``metadata_only``: each object's
+        ``metadata`` alone, as the apiserver sends it (``PartialObjectMetadata``).
+        NotFound when the resource does not exist.
         """
         ...
 

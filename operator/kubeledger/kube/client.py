@@ -32,6 +32,8 @@ from kubeledger.kube import errors
 from kubeledger.kube.api import Object, Page
 
 PAGE_SIZE = 500
+# A listing of the objects' metadata only (their ``PartialObjectMetadata``), in JSON.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # How long the apiserver keeps one watch request open before closing it: the caller then
 # watches again from where it was.
 WATCH_SECONDS = 300
@@ -126,15 +128,18 @@ class KubeClient:
                 for item in page]
 
     async def pages(self, resource: Resource, *, namespace: str | None = None,
-                    label_selector: str | None = None) -> AsyncIterator[Page]:
+                    label_selector: str | None = None,
+                    metadata_only: bool = False) -> AsyncIterator[Page]:
         if namespace is None:
             list_page: Callable[..., object] = self._custom.list_cluster_custom_object
             scope: tuple[str, ...] = ()
         else:
             list_page, scope = self._custom.list_namespaced_custom_object, (namespace,)
-        selected = {"label_selector": label_selector} if label_selector else {}
+        selected: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
         if resource.field_selector:  # only the one object audited of its kind
             selected["field_selector"] = resource.field_selector
+        if metadata_only:
+            selected["_headers"] = {"Accept": METADATA_ONLY}
 
         def fetch(token: str | None) -> asyncio.Future[Object]:
             paging = {"limit": PAGE_SIZE, **({"_continue": token} if token else {})}
@@ -150,7 +155,8 @@ class KubeClient:
                 if token:
                     # The apiserver reads the next page while the caller folds this one.
                     coming = fetch(token)
-                yield page.get("items", [])
+                # A metadata-only listing of nothing has "items": null.
+                yield page.get("items") or []
                 if not token:
                     return
         finally:

@@ -30,11 +30,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubeledger import backoff, metrics
-from kubeledger.core import bounds, chain, kinds, model
+from kubeledger.core import bounds, chain, kinds, model, record_index
 from kubeledger.core.model import RecordSpec, record_labels
 from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
@@ -98,9 +98,10 @@ class Ledger:
                                                 lost=declared)
                 self._lost = set()
                 sealed_as = self._head
+            body = _record(name, sealed)
             try:
                 existing = await backoff.retrying(
-                    lambda: self._create(name, sealed), what=f"write record {name}",
+                    lambda: self._create(body), what=f"write record {name}",
                     retry_on=errors.WORTH_WAITING_FOR)
             except (errors.KubeError, NotWriterError):
                 self._lose(sealed_as, before, declared)
@@ -143,15 +144,11 @@ class Ledger:
             for listener in self.on_written:
                 listener(name, sealed)
 
-    async def _create(self, name: str, sealed: RecordSpec) -> dict[str, Any] | None:
+    async def _create(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """Creates the record; if the name is taken, returns the existing record's spec."""
+        name = body["metadata"]["name"]
         if not self._may_write():
             raise NotWriterError(f"not the leader any more: record {name} left to the next one")
-        body = {
-            "apiVersion": model.API_VERSION, "kind": model.KIND,
-            "metadata": {"name": name, "labels": record_labels(sealed)},
-            "spec": sealed.wire(),
-        }
         started = time.monotonic()
         try:
             await self._api.create(kinds.RECORDS, body)
@@ -165,3 +162,14 @@ class Ledger:
             spec: dict[str, Any] = existing["spec"]
             return spec
         return None
+
+
+def _record(name: str, sealed: RecordSpec) -> dict[str, Any]:
+    """The AuditRecord to create: the sealed spec, its labels and its index."""
+    spec = sealed.wire()
+    return {
+        "apiVersion": model.API_VERSION, "kind": model.KIND,
+        "metadata": {"name": name, "labels": record_labels(sealed),
+                     "annotations": {record_index.ANNOTATION: record_index.of(spec).annotation()}},
+        "spec": spec,
+    }

@@ -29,12 +29,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from kubeledger import metrics
-from kubeledger.core import decision, insights
+from kubeledger import backoff, metrics
+from kubeledger.core import decision, insights, record_index
 from kubeledger.core.baselines import Baseline, Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
+from kubeledger.kube import errors
 from kubeledger.recording import replay
 from kubeledger.recording.ledger import Ledger, NotWriterError
 
@@ -68,6 +69,17 @@ class Attribution(Protocol):
                        deleted: bool, wait_for_audit: bool) -> tuple[Initiator, Commit]: ...
 
 
+class Specs(Protocol):
+    """The spec of the record named (None: there is no such record)."""
+
+    async def __call__(self, name: str) -> Mapping[str, Any] | None: ...
+
+
+async def no_records(name: str) -> Mapping[str, Any] | None:
+    """``Specs`` of a recorder whose baselines are all in memory (tests, tools)."""
+    return None
+
+
 async def unattributed(subject: Subject, body: Mapping[str, Any] | None, *,
                        deleted: bool, wait_for_audit: bool) -> tuple[Initiator, Commit]:
     """Attribution when nothing is known: ``unresolved`` on both counts."""
@@ -90,6 +102,7 @@ class Recorder:
         inventory_per_second: float = DEFAULT_INVENTORY_PER_SECOND,
         replaying: replay.Replay | None = None,
         relisting: replay.Replay | None = None,
+        specs: Specs = no_records,
     ) -> None:
         self._cluster = cluster
         self._redactor = redactor
@@ -103,6 +116,8 @@ class Recorder:
         # The replay of the first listing, then (``watching_live``) of any later one.
         self._replay = replaying
         self._relisting = relisting
+        # Where a baseline read from the records' index finds its snapshot.
+        self._specs = specs
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # Records being attributed or written, and the newest of each object's.
         self._writing: set[asyncio.Task[RecordSpec | None]] = set()
@@ -131,24 +146,58 @@ class Recorder:
         """
         # A listing's events have no type: they count as "None", as kopf names them.
         metrics.WATCH_EVENTS.labels(resource.kind, str(event_type)).inc()
-        decided = self._decide(resource, event_type, body)
+        decided = await self._decide(resource, event_type, body)
         replaying = self._replay
         # A listing that shows only a rollout's progress has no write of the audit stream
         # to wait for (the status subresource is not audited): it is recorded at once.
         if (event_type is None and replaying is not None
                 and isinstance(decided, decision.Draft) and not decided.status_only
                 and await self._replay_writes(replaying, resource, body)):
-            decided = self._decide(resource, event_type, body)  # against the last replayed
+            # Against the last replayed.
+            decided = await self._decide(resource, event_type, body)
         return await self._apply(resource, decided, body)
 
-    def _decide(self, resource: Resource, event_type: str | None,
-                body: Mapping[str, Any]) -> decision.Decision:
-        return decision.decide(
-            resource, event_type, body, baseline=self._baselines.get(body["metadata"]["uid"]),
-            redactor=self._redactor, role_rules=self._role_rules,
-            max_changes=self._max_changes, installed_at=self._installed_at)
+    async def _decide(self, resource: Resource, event_type: str | None,
+                      body: Mapping[str, Any]) -> decision.Decided:
+        """``decision.decide``, once the snapshots it needs are read from their records."""
+        role_ref = body.get("roleRef")
+        if role_ref:  # a binding: its severity depends on the rules of its role
+            kind = role_ref.get("kind", "")
+            role = self._baselines.find(
+                kind, "" if kind == "ClusterRole" else body["metadata"].get("namespace", ""),
+                role_ref.get("name", ""))
+            if role is not None and not role.loaded:
+                await self._load(role)
+        while True:
+            decided = decision.decide(
+                resource, event_type, body,
+                baseline=self._baselines.get(body["metadata"]["uid"]),
+                redactor=self._redactor, role_rules=self._role_rules,
+                max_changes=self._max_changes, installed_at=self._installed_at)
+            if not isinstance(decided, decision.Unloaded):
+                return decided
+            await self._load(decided.baseline)
 
-    async def _apply(self, resource: Resource, decided: decision.Decision,
+    async def _load(self, baseline: Baseline) -> None:
+        """Reads a baseline's snapshot from its record. A record gone (removed by
+        break-glass) leaves its object without a baseline: never recorded, as far as
+        this writer can tell."""
+        name = baseline.record or ""
+        spec = await backoff.retrying(lambda: self._specs(name),
+                                      what=f"read the snapshot in record {name}",
+                                      retry_on=(errors.Unavailable,))
+        if spec is None:
+            logger.warning("record %s, the last of %s/%s, is gone: its next change is "
+                           "recorded as if it were the first", name, baseline.subject.kind,
+                           baseline.subject.name)
+            self._baselines.forget(baseline.subject.uid)
+            return
+        if record_index.of(spec).snapshot != baseline.digest:
+            logger.warning("the index of record %s does not match its snapshot; the "
+                           "snapshot is used", name)
+        baseline.load(spec.get("snapshot") or {})
+
+    async def _apply(self, resource: Resource, decided: decision.Decided,
                      body: Mapping[str, Any]) -> asyncio.Task[RecordSpec | None] | None:
         uid = body["metadata"]["uid"]
         match decided:
@@ -185,12 +234,16 @@ class Recorder:
             listed=metadata["resourceVersion"])
         for step in steps:
             event_type = decision.AUDITED if step.exact else None
-            await self._apply(resource, self._decide(resource, event_type, step.body),
+            await self._apply(resource, await self._decide(resource, event_type, step.body),
                               step.body)
         return bool(steps)
 
     async def record_unobserved_deletion(self, baseline: Baseline) -> RecordSpec | None:
         """Records an object that vanished while the operator was not watching."""
+        if not baseline.loaded:
+            await self._load(baseline)
+            if self._baselines.get(baseline.subject.uid) is not baseline:
+                return None  # its last record is gone too: nothing to say it existed
         draft = decision.unobserved_deletion(baseline, role_rules=self._role_rules)
         return await (await self._start_writing(draft, None))
 
@@ -244,7 +297,7 @@ class Recorder:
 
     def _role_rules(self, kind: str, namespace: str, name: str) -> list[Mapping[str, Any]] | None:
         baseline = self._baselines.find(kind, namespace, name)
-        if baseline is None:
+        if baseline is None or not baseline.loaded:
             return None
         rules: list[Mapping[str, Any]] = baseline.snapshot.get("rules", [])
         return rules

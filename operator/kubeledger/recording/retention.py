@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeledger import backoff
-from kubeledger.core import kinds
+from kubeledger.core import kinds, record_index
+from kubeledger.core.record_index import RecordIndex
 from kubeledger.kube import errors
 from kubeledger.kube.api import Kubernetes
 from kubeledger.recording.break_glass import Removals
@@ -50,6 +51,36 @@ class Held:
             return None
         return cls(record["metadata"]["name"], spec["subject"]["uid"],
                    spec["chain"]["sequence"], spec["observedAt"])
+
+    @classmethod
+    def indexed(cls, name: str, index: RecordIndex) -> Held | None:
+        """From a record's index (``core.record_index``); None as ``of``."""
+        if not index.sequence:
+            return None
+        return cls(name, index.subject["uid"], index.sequence, index.observed_at)
+
+
+class UnindexedError(Exception):
+    """A record has no readable index: the records must be read whole."""
+
+
+async def held_records(api: Kubernetes) -> list[Held | None]:
+    """What the rule needs of every record, from their indexes (their metadata only), or
+    from the records read whole where one has none (written before the index existed)."""
+
+    def of_metadata(item: Mapping[str, Any]) -> Held | None:
+        metadata = item["metadata"]
+        index = record_index.read(metadata.get("annotations"))
+        if index is None:
+            raise UnindexedError(metadata["name"])
+        return Held.indexed(metadata["name"], index)
+
+    try:
+        return [of_metadata(item) async for page in api.pages(kinds.RECORDS,
+                                                                metadata_only=True)
+                for item in page]
+    except UnindexedError:
+        return await api.list(kinds.RECORDS, Held.of)
 
 
 def expired(records: list[Held], *, now: datetime, retention: timedelta,
@@ -85,7 +116,7 @@ async def prune(api: Kubernetes, namespace: str, *, retention: timedelta,
     gaps ``kubeledger verify`` knows to expect. Each name goes into ``removals`` before
     its record is deleted, for the watch that records the deletions of others.
     """
-    held = await backoff.retrying(lambda: api.list(kinds.RECORDS, Held.of),
+    held = await backoff.retrying(lambda: held_records(api),
                                   what="list records", retry_on=errors.WORTH_WAITING_FOR)
     chosen = expired([record for record in held if record is not None],
                      now=datetime.now(UTC), retention=retention,
