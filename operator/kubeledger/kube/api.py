@@ -99,8 +99,13 @@ async def list_all(api: Kubernetes, resource: Resource) -> list[Object] | None:
 
 
 async def list_uids(api: Kubernetes, resource: Resource) -> set[str] | None:
-    """The uids of every object of ``resource``; None when the resource does not exist."""
+    """The uids of every object of ``resource``; None when the resource does not exist.
+
+    Listed as metadata only: whole objects were decoded for their uids alone, at every
+    start (beside kopf's own listing) and every periodic deletion check.
+    """
     try:
-        return set(await api.list(resource, lambda item: str(item["metadata"]["uid"])))
+        return {str(item["metadata"]["uid"])
+                async for page in api.pages(resource, metadata_only=True) for item in page}
     except errors.NotFound:
         return None
