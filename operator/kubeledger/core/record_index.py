@@ -60,10 +60,6 @@ class RecordIndex:
         """Records of one object sort by this: chain order, then time."""
         return (self.sequence, self.observed_at)
 
-    @property
-    def deleting(self) -> bool:
-        return self.action in DELETING_ACTIONS
-
     def annotation(self) -> str:
         """The annotation's value: compact JSON."""
         return json.dumps({

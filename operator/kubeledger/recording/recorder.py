@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from kubeledger import backoff, metrics
 from kubeledger.core import decision, insights, record_index
 from kubeledger.core.baselines import Baseline, Baselines
+from kubeledger.core.classify import rbac
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import Action, Commit, Initiator, InitiatorSource, RecordSpec, Subject
 from kubeledger.core.redaction import Redactor
@@ -160,12 +161,9 @@ class Recorder:
     async def _decide(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> decision.Decided:
         """``decision.decide``, once the snapshots it needs are read from their records."""
-        role_ref = body.get("roleRef")
-        if role_ref:  # a binding: its severity depends on the rules of its role
-            kind = role_ref.get("kind", "")
+        if body.get("roleRef"):  # a binding: its severity depends on the rules of its role
             role = self._baselines.find(
-                kind, "" if kind == "ClusterRole" else body["metadata"].get("namespace", ""),
-                role_ref.get("name", ""))
+                *rbac.role_of(body, body["metadata"].get("namespace") or ""))
             if role is not None and not role.loaded:
                 await self._load(role)
         while True:

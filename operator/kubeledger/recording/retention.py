@@ -44,20 +44,17 @@ class Held:
     observed_at: str
 
     @classmethod
-    def of(cls, record: Mapping[str, Any]) -> Held | None:
-        """None for a record outside the chain (none is written so; it is left alone)."""
-        spec = record["spec"]
-        if "chain" not in spec:
-            return None
-        return cls(record["metadata"]["name"], spec["subject"]["uid"],
-                   spec["chain"]["sequence"], spec["observedAt"])
-
-    @classmethod
     def indexed(cls, name: str, index: RecordIndex) -> Held | None:
-        """From a record's index (``core.record_index``); None as ``of``."""
+        """From a record's index (``core.record_index``); None for a record outside the
+        chain (none is written so; it is left alone)."""
         if not index.sequence:
             return None
         return cls(name, index.subject["uid"], index.sequence, index.observed_at)
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Held | None:
+        """From a record read whole (one without an index): its index, derived."""
+        return cls.indexed(record["metadata"]["name"], record_index.of(record["spec"]))
 
 
 class UnindexedError(Exception):

@@ -234,11 +234,9 @@ def _grant(
     if not subjects:
         return Severity.NOTICE, ""
     role = _role(binding)
-    role_ref = binding.get("roleRef") or {}
-    kind, name = role_ref.get("kind", ""), role_ref.get("name", "")
+    kind, namespace, name = role_of(binding, context.namespace)
     if kind == "ClusterRole" and name == CLUSTER_ADMIN:
         return Severity.CRITICAL, f"grants {CLUSTER_ADMIN} to {_whom(subjects)}"
-    namespace = "" if kind == "ClusterRole" else context.namespace
     rules = context.resolve_role_rules(kind, namespace, name)
     if rules is None:
         return Severity.NOTICE, f"grants {role} to {_whom(subjects)} (its rules are unknown)"
@@ -266,6 +264,14 @@ def _subjects(binding: Projection) -> list[Subject]:
         Subject(subject.get("kind", ""), subject.get("namespace", ""), subject.get("name", ""))
         for subject in binding.get("subjects") or ()
     ]
+
+
+def role_of(binding: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
+    """(kind, namespace, name) of the role a binding in ``namespace`` refers to: a
+    ClusterRole has no namespace, a Role is the binding's own namespace's."""
+    role_ref = binding.get("roleRef") or {}
+    kind = role_ref.get("kind", "")
+    return kind, "" if kind == "ClusterRole" else namespace, role_ref.get("name", "")
 
 
 def _role(binding: Projection) -> str:
