@@ -57,7 +57,7 @@ test: stack-install lint ## Everything CI runs: install, lint, unit, end-to-end 
 	$(VENV)/bin/pytest tests
 
 .PHONY: bench
-bench: venv ## Print figures: the hot paths, then pace, memory, start-up and catch-up on a stack (.bench; about an hour at the default 10k scale)
+bench: venv ## Print figures: the hot paths, then pace, memory, start-up and catch-up on a stack (.bench; 41 to 58 minutes at the default 10k scale on 2 cores)
 	PYTHONPATH=tests $(PY) -m bench.hot_paths
 	PYTHONPATH=tests $(PY) -m bench.stack_run
 
