@@ -19,3 +19,15 @@ def test_spec_is_immutable_while_labels_still_change(kubectl: Kubectl, demo: Kub
     after = kubectl.json("get", "auditrecord", name)
     assert after["metadata"]["labels"]["example.com/reviewed"] == "yes"
     assert after["spec"] == record["spec"]
+
+
+def test_a_records_managed_fields_name_its_spec_as_one_field(
+    kubectl: Kubectl, demo: Kubectl
+) -> None:
+    """The spec is atomic, so a record's metadata (read at every start) stays small."""
+    _, record = apply_recorded(demo, deployment(unique("owned")))
+    name = record["metadata"]["name"]
+    managed = kubectl.json("get", "auditrecord", name, "--show-managed-fields")
+    (entry,) = managed["metadata"]["managedFields"]
+    assert entry["fieldsV1"]["f:spec"] == {}
+    assert set(entry["fieldsV1"]) == {"f:metadata", "f:spec"}
