@@ -6,9 +6,10 @@ lost, nothing doubled": the CRD first; then the existing records, which give eve
 object's baseline and the head of the hash chain (a new leader continues the chain from
 the records, never from what an earlier leader held); then deletions that happened while
 nobody was writing, from a listing (made while the records are read) that also says what
-kopf's first listing will deliver (``first_listing``). Only after that do kopf's watches
-start delivering events; what changed while nobody wrote is replayed from the audit
-stream where it can be (``recording.replay``), and so is what changed while a watch
+kopf's first listing will deliver (``first_listing``). kopf lists its kinds once that
+listing is over, while the records may still be read, and its handlers hold each event
+until the start is over (``watching``). What changed while nobody wrote is replayed from
+the audit stream where it can be (``recording.replay``), and so is what changed while a watch
 could not resume, when kopf lists a kind again later. Background work (shipping, the
 periodic checks, the watch on record deletions) runs under the
 ``supervision.Supervisor``, whose problems make the liveness probe fail."""
@@ -73,11 +74,14 @@ class Runtime:
     async def start(cls, settings: Settings, api: Kubernetes, *,
                     admission: AdmissionCache | None, audit: AuditLog | None,
                     may_write: Callable[[], bool],
-                    predecessor: Predecessor | None = None) -> Runtime:
+                    predecessor: Predecessor | None = None,
+                    listed: Callable[[], None] = lambda: None) -> Runtime:
         """Loads the records (the chain continues from them) and starts the writer's work.
 
         ``may_write`` is the fence of leader election: the ledger asks it before every write;
-        ``predecessor`` what the Lease said of the writer before (None: there was none).
+        ``predecessor`` what the Lease said of the writer before (None: there was none);
+        ``listed`` is called once the catch-up listing is over, while the records may still
+        be read: from then on kopf may list too (its events wait for the start to end).
         """
         written = audit.written if audit is not None else None
         replaying = None if written is None or predecessor is None else replay.Replay.starting(
@@ -90,8 +94,8 @@ class Runtime:
         # ones it has not delivered (it would otherwise read every record once more).
         delivered = ((await PositionStore(api, settings.namespace).load()).get(
             ElasticsearchSink.name, 0) if settings.elasticsearch.enabled else None)
-        found, undelivered, listed = await _read_history_and_list(
-            api, kinds.audited(settings.watch_extra_kinds), delivered)
+        found, undelivered, present = await _read_history_and_list(
+            api, kinds.audited(settings.watch_extra_kinds), delivered, listed)
         baselines, head = found.baselines(), found.head
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     found.records, len(baselines), head.sequence)
@@ -126,9 +130,9 @@ class Runtime:
         )
         runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger, undelivered)
-        await catchup.record_vanished(recorder, baselines, listed)
+        await catchup.record_vanished(recorder, baselines, present)
         first_listing = runtime.first_listing = FirstListing(
-            {resource: present.uids for resource, present in listed.items()})
+            {resource: found.uids for resource, found in present.items()})
         runtime.supervisor.spawn("the wait for the first listings",
                                  functools.partial(runtime._list_first, first_listing))
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
@@ -208,15 +212,23 @@ class Runtime:
 
 async def _read_history_and_list(
     api: Kubernetes, audited: list[Resource], delivered: int | None,
+    listed: Callable[[], None],
 ) -> tuple[history.History, history.Undelivered | None, dict[Resource, catchup.Present]]:
     """The records (and those after the ``delivered`` position), and a listing of what
-    exists now: independent, so both at once."""
-    listing = asyncio.create_task(catchup.list_present(api, audited))
+    exists now: independent, so both at once. ``listed`` is called when the listing ends.
+
+    A listing made before kopf's own is what makes both "deleted while nobody watched"
+    and the first listing's count right: an object deleted between the two is only
+    missing from kopf's (see ``first_listing``), never listed by kopf and gone from ours.
+    """
+    reading = asyncio.create_task(_read_history(api, delivered))
     try:
-        found, undelivered = await _read_history(api, delivered)
-        return found, undelivered, await listing
+        present = await catchup.list_present(api, audited)
+        listed()
+        found, undelivered = await reading
+        return found, undelivered, present
     finally:
-        listing.cancel()  # when reading the records failed; nothing once it is done
+        reading.cancel()  # when the listing failed; nothing once it is done
 
 
 async def _read_history(

@@ -4,7 +4,9 @@ Handlers are thin: they hand the raw event to the recorder and return. Only
 ``@kopf.on.event`` is used, so kopf writes nothing onto watched objects (no annotations,
 no finalizers): an audit tool must not cause GitOps drift in what it audits. The
 services the handlers call are built once at start-up (``runtime``) and reach them
-through kopf's memo.
+through kopf's memo. The startup handler returns once the catch-up listing is over, so
+that kopf lists its kinds while the records are still read; each handler holds its event
+until that start is over, and a start that fails stops kopf and is raised by ``run``.
 
 kopf runs only while this replica leads (``replica``, ``leadership``). When leadership
 ends, kopf is stopped and ``run`` returns ``LEADERSHIP_LOST``: the process exits and is
@@ -17,6 +19,7 @@ first listing of every audited kind is over.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import kopf
@@ -40,6 +43,8 @@ LIST_CHUNK = 500  # objects per page of kopf's listings
 # is free again only after its quiet time (10,000 objects: 15.2 s listed at 0.5 s of quiet,
 # 7.7 s at 0.05 s).
 OBJECT_WORKERS = 500
+# Start-up failures the operator reports as what to fix, without a traceback.
+START_FAILURES = (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError)
 WORKER_IDLE_SECONDS = 0.05
 
 
@@ -60,8 +65,13 @@ async def _replica(settings: Settings, endpoints: Endpoints) -> int:
         stop = asyncio.Event()
         replica.supervisor.spawn("the leadership watch", lambda: _when(replica.election.lost,
                                                                       stop))
+        memo = kopf.Memo(replica=replica, stop=stop)
         await kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                            memo=kopf.Memo(replica=replica, stop=stop), stop_flag=stop)
+                            memo=memo, stop_flag=stop)
+        starting: asyncio.Task[Runtime] | None = memo.get("starting")
+        if starting is not None and starting.done() and not starting.cancelled() and (
+                error := starting.exception()) is not None:
+            raise error  # its start failed after kopf began to list
         return LEADERSHIP_LOST if replica.election.lost.is_set() else STOPPED
     finally:
         await replica.stop()
@@ -86,14 +96,21 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
         settings.persistence.diffbase_storage = NoDiffBase()
         replica: Replica = memo.replica
-        try:
-            memo.runtime = replica.runtime = await Runtime.start(
-                operator_settings, replica.api, admission=replica.admission,
-                audit=replica.audit, may_write=replica.may_write,
-                predecessor=replica.election.predecessor)
-        except (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError) as error:
-            raise kopf.PermanentError(str(error)) from error
+        # kopf lists its kinds once this handler returns: as soon as the catch-up listing
+        # is over, while the records are still read (10,000 objects: seconds each).
+        listed = asyncio.get_running_loop().create_future()
+        memo.starting = starting = asyncio.create_task(Runtime.start(
+            operator_settings, replica.api, admission=replica.admission,
+            audit=replica.audit, may_write=replica.may_write,
+            predecessor=replica.election.predecessor,
+            listed=lambda: listed.set_result(None)), name="the start of the writer")
+        await asyncio.wait([starting, listed], return_when=asyncio.FIRST_COMPLETED)
+        if starting.done() and (error := starting.exception()) is not None:
+            if isinstance(error, START_FAILURES):
+                raise kopf.PermanentError(str(error)) from error
+            raise error
         replica.crd_installed = True
+        starting.add_done_callback(functools.partial(_started, memo))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -108,6 +125,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def stop(memo: kopf.Memo, **_: Any) -> None:
         # The records being written first (a live one waits for its audit event at most
         # this long), so that they keep their attribution.
+        starting: asyncio.Task[Runtime] | None = memo.get("starting")
+        if starting is not None and not starting.done():
+            starting.cancel()  # stopped while the records were read: nothing was written
         if "runtime" in memo:
             await memo.runtime.recorder.drain(operator_settings.audit_wait_seconds
                                               + DRAIN_MARGIN_SECONDS)
@@ -143,12 +163,35 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def _started(memo: kopf.Memo, starting: asyncio.Task[Runtime]) -> None:
+    """The writer's start is over: its services serve the handlers, or the operator stops
+    (``_replica`` raises what failed)."""
+    if starting.cancelled():
+        return
+    if starting.exception() is not None:
+        memo.stop.set()
+        return
+    memo.runtime = memo.replica.runtime = starting.result()
+
+
+async def _runtime(memo: kopf.Memo) -> Runtime | None:
+    """The writer's services, once started; None if the start failed or was stopped."""
+    starting: asyncio.Task[Runtime] = memo.starting
+    if not starting.done():
+        await asyncio.wait([starting])  # not cancelled with the handler waiting for it
+    if starting.cancelled() or starting.exception() is not None:
+        return None
+    return starting.result()
+
+
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         body = event["object"]
         if not resource.audits(body["metadata"]["name"]):
             return  # kopf cannot select by name: every other CRD comes here too
-        runtime: Runtime = memo.runtime
+        runtime = await _runtime(memo)
+        if runtime is None:
+            return  # the operator is stopping: the next writer lists this object again
         runtime.handed(resource, event["type"], body["metadata"]["uid"])
         # Not waiting for the record: the object's next event may be taken meanwhile.
         await runtime.recorder.take(resource, event["type"], body)
