@@ -21,13 +21,15 @@ def test_spec_is_immutable_while_labels_still_change(kubectl: Kubectl, demo: Kub
     assert after["spec"] == record["spec"]
 
 
-def test_a_records_managed_fields_name_its_spec_as_one_field(
+def test_a_records_managed_fields_name_kubeledger_and_its_spec_as_one_field(
     kubectl: Kubectl, demo: Kubectl
 ) -> None:
-    """The spec is atomic, so a record's metadata (read at every start) stays small."""
+    """The spec is atomic, so a record's metadata (read at every start) stays small; the
+    operator names itself as the writer."""
     _, record = apply_recorded(demo, deployment(unique("owned")))
     name = record["metadata"]["name"]
     managed = kubectl.json("get", "auditrecord", name, "--show-managed-fields")
     (entry,) = managed["metadata"]["managedFields"]
+    assert entry["manager"] == "kubeledger"
     assert entry["fieldsV1"]["f:spec"] == {}
     assert set(entry["fieldsV1"]) == {"f:metadata", "f:spec"}

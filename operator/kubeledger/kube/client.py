@@ -32,6 +32,9 @@ from kubeledger.kube import errors
 from kubeledger.kube.api import Object, Page
 
 PAGE_SIZE = 500
+# Who the apiserver names as the owner of what the operator writes (its managedFields);
+# without it, the client's user agent up to its first "/": "OpenAPI-Generator".
+FIELD_MANAGER = "kubeledger"
 # A listing of the objects' metadata only (their ``PartialObjectMetadata``), in JSON.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # How long the apiserver keeps one watch request open before closing it: the caller then
@@ -212,19 +215,22 @@ class KubeClient:
         if resource.namespaced:
             return await self._call(self._custom.create_namespaced_custom_object,
                                     resource.group, resource.version,
-                                    body["metadata"]["namespace"], resource.plural, dict(body))
+                                    body["metadata"]["namespace"], resource.plural, dict(body),
+                                    field_manager=FIELD_MANAGER)
         return await self._call(self._custom.create_cluster_custom_object, resource.group,
-                                resource.version, resource.plural, dict(body))
+                                resource.version, resource.plural, dict(body),
+                                field_manager=FIELD_MANAGER)
 
     async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         metadata = body["metadata"]
         if resource.namespaced:
             return await self._call(self._custom.replace_namespaced_custom_object,
                                     resource.group, resource.version, metadata["namespace"],
-                                    resource.plural, metadata["name"], dict(body))
+                                    resource.plural, metadata["name"], dict(body),
+                                    field_manager=FIELD_MANAGER)
         return await self._call(self._custom.replace_cluster_custom_object, resource.group,
                                 resource.version, resource.plural, metadata["name"],
-                                dict(body))
+                                dict(body), field_manager=FIELD_MANAGER)
 
     async def delete(self, resource: Resource, name: str) -> None:
         await self._call(self._custom.delete_cluster_custom_object, resource.group,
@@ -239,9 +245,11 @@ class KubeClient:
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name=name, namespace=namespace), data=dict(data))
         try:
-            await self._run(self._core.replace_namespaced_config_map, name, namespace, body)
+            await self._run(self._core.replace_namespaced_config_map, name, namespace, body,
+                            field_manager=FIELD_MANAGER)
         except errors.NotFound:
-            await self._run(self._core.create_namespaced_config_map, namespace, body)
+            await self._run(self._core.create_namespaced_config_map, namespace, body,
+                            field_manager=FIELD_MANAGER)
 
     async def _call(self, function: Callable[..., object], *args: Any,
                     **kwargs: Any) -> Object:
