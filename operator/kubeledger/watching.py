@@ -69,8 +69,7 @@ async def _replica(settings: Settings, endpoints: Endpoints) -> int:
         await kopf.operator(registry=registry, clusterwide=True, standalone=True,
                             memo=memo, stop_flag=stop)
         starting: asyncio.Task[Runtime] | None = memo.get("starting")
-        if starting is not None and starting.done() and not starting.cancelled() and (
-                error := starting.exception()) is not None:
+        if starting is not None and (error := _failure(starting)) is not None:
             raise error  # its start failed after kopf began to list
         return LEADERSHIP_LOST if replica.election.lost.is_set() else STOPPED
     finally:
@@ -105,7 +104,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             predecessor=replica.election.predecessor,
             listed=lambda: listed.set_result(None)), name="the start of the writer")
         await asyncio.wait([starting, listed], return_when=asyncio.FIRST_COMPLETED)
-        if starting.done() and (error := starting.exception()) is not None:
+        if (error := _failure(starting)) is not None:
             if isinstance(error, START_FAILURES):
                 raise kopf.PermanentError(str(error)) from error
             raise error
@@ -128,14 +127,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         starting: asyncio.Task[Runtime] | None = memo.get("starting")
         if starting is not None and not starting.done():
             starting.cancel()  # stopped while the records were read: nothing was written
-        if "runtime" in memo:
-            await memo.runtime.recorder.drain(operator_settings.audit_wait_seconds
-                                              + DRAIN_MARGIN_SECONDS)
+        runtime = None if starting is None else _started_runtime(starting)
+        if runtime is not None:
+            await runtime.recorder.drain(operator_settings.audit_wait_seconds
+                                         + DRAIN_MARGIN_SECONDS)
         # Then hand the Lease over: the fence closes at once, so nothing more is written
         # here, and a standby need not wait for this replica's shippers to stop.
         await memo.replica.election.release()
-        if "runtime" in memo:
-            await memo.runtime.stop()
+        if runtime is not None:
+            await runtime.stop()
         # kopf then waits 5 s for every task begun while it ran before it cancels them: the
         # receivers' keep-alive connections are such tasks, and so is kopf's own wait for
         # the stop flag when a signal stopped it. Stopping here lets the process exit now.
@@ -163,25 +163,35 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def _failure(starting: asyncio.Future[Runtime]) -> BaseException | None:
+    """What the writer's start failed with; None while it runs, once it succeeded, or
+    when it was stopped (cancelled)."""
+    if not starting.done() or starting.cancelled():
+        return None
+    return starting.exception()
+
+
+def _started_runtime(starting: asyncio.Future[Runtime]) -> Runtime | None:
+    """The writer's services if its start is over and succeeded, else None."""
+    if starting.done() and not starting.cancelled() and starting.exception() is None:
+        return starting.result()
+    return None
+
+
 def _started(memo: kopf.Memo, starting: asyncio.Task[Runtime]) -> None:
-    """The writer's start is over: its services serve the handlers, or the operator stops
+    """The writer's start is over: its services serve the probes, or the operator stops
     (``_replica`` raises what failed)."""
-    if starting.cancelled():
-        return
-    if starting.exception() is not None:
+    if _failure(starting) is not None:
         memo.stop.set()
-        return
-    memo.runtime = memo.replica.runtime = starting.result()
+    memo.replica.runtime = _started_runtime(starting)
 
 
 async def _runtime(memo: kopf.Memo) -> Runtime | None:
     """The writer's services, once started; None if the start failed or was stopped."""
-    starting: asyncio.Task[Runtime] = memo.starting
+    starting: asyncio.Future[Runtime] = memo.starting
     if not starting.done():
         await asyncio.wait([starting])  # not cancelled with the handler waiting for it
-    if starting.cancelled() or starting.exception() is not None:
-        return None
-    return starting.result()
+    return _started_runtime(starting)
 
 
 def _auditing(resource: Resource) -> Any:

@@ -213,24 +213,21 @@ class KubeClient:
 
     async def create(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         if resource.namespaced:
-            return await self._call(self._custom.create_namespaced_custom_object,
-                                    resource.group, resource.version,
-                                    body["metadata"]["namespace"], resource.plural, dict(body),
-                                    field_manager=FIELD_MANAGER)
-        return await self._call(self._custom.create_cluster_custom_object, resource.group,
-                                resource.version, resource.plural, dict(body),
-                                field_manager=FIELD_MANAGER)
+            return await self._write(self._custom.create_namespaced_custom_object,
+                                     resource.group, resource.version,
+                                     body["metadata"]["namespace"], resource.plural, dict(body))
+        return await self._write(self._custom.create_cluster_custom_object, resource.group,
+                                 resource.version, resource.plural, dict(body))
 
     async def replace(self, resource: Resource, body: Mapping[str, Any]) -> Object:
         metadata = body["metadata"]
         if resource.namespaced:
-            return await self._call(self._custom.replace_namespaced_custom_object,
-                                    resource.group, resource.version, metadata["namespace"],
-                                    resource.plural, metadata["name"], dict(body),
-                                    field_manager=FIELD_MANAGER)
-        return await self._call(self._custom.replace_cluster_custom_object, resource.group,
-                                resource.version, resource.plural, metadata["name"],
-                                dict(body), field_manager=FIELD_MANAGER)
+            return await self._write(self._custom.replace_namespaced_custom_object,
+                                     resource.group, resource.version, metadata["namespace"],
+                                     resource.plural, metadata["name"], dict(body))
+        return await self._write(self._custom.replace_cluster_custom_object, resource.group,
+                                 resource.version, resource.plural, metadata["name"],
+                                 dict(body))
 
     async def delete(self, resource: Resource, name: str) -> None:
         await self._call(self._custom.delete_cluster_custom_object, resource.group,
@@ -254,6 +251,10 @@ class KubeClient:
     async def _call(self, function: Callable[..., object], *args: Any,
                     **kwargs: Any) -> Object:
         return cast(Object, await self._run(function, *args, **kwargs))
+
+    async def _write(self, function: Callable[..., object], *args: Any) -> Object:
+        """A custom object's create or replace, attributed to ``FIELD_MANAGER``."""
+        return await self._call(function, *args, field_manager=FIELD_MANAGER)
 
     async def _run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Runs one blocking client call in a thread, bounded by the timeout."""
