@@ -47,6 +47,11 @@ WATCH_EVENTS = Counter(
     "Watch events handled, by the audited object's kind and the event's type "
     "(ADDED, MODIFIED, DELETED; None for an object of the initial listing).",
     ["kind", "type"], registry=REGISTRY)
+INTAKE_EVENTS = Gauge(
+    "kubeledger_intake_events",
+    "Watch events received and not yet handled: waiting for the writer's start, the "
+    "first install's pace or a free slot among the records in flight.",
+    registry=REGISTRY)
 RECORDS_WRITTEN = Counter(
     "kubeledger_records_written_total",
     "AuditRecords written, by the audited object's kind and the record's action; a "

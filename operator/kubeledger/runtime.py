@@ -7,11 +7,11 @@ object's baseline and the head of the hash chain (a new leader continues the cha
 the records, never from what an earlier leader held); then deletions that happened while
 nobody was writing, from a listing (made while the records are read) that also says what
 kopf's first listing will deliver (``first_listing``). kopf lists its kinds once that
-listing is over, while the records may still be read, and its handlers hold each event
-until the start is over (``watching``). What changed while nobody wrote is replayed from
-the audit stream where it can be (``recording.replay``), and so is what changed while a watch
-could not resume, when kopf lists a kind again later. Background work (shipping, the
-periodic checks, the watch on record deletions) runs under the
+listing is over, while the records may still be read; its events wait in the intake
+(``recording.intake``) until the start is over. What changed while nobody wrote is
+replayed from the audit stream where it can be (``recording.replay``), and so is what
+changed while a watch could not resume, when kopf lists a kind again later. Background
+work (shipping, the periodic checks, the watch on record deletions) runs under the
 ``supervision.Supervisor``, whose problems make the liveness probe fail."""
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kubeledger import backoff
 from kubeledger.config import Settings
@@ -38,6 +39,7 @@ from kubeledger.kube import crd, errors
 from kubeledger.kube.api import Kubernetes
 from kubeledger.leadership import Predecessor
 from kubeledger.recording import break_glass, catchup, history, replay, retention
+from kubeledger.recording.intake import Intake
 from kubeledger.recording.ledger import Ledger
 from kubeledger.recording.recorder import Recorder
 from kubeledger.sinks import Sink
@@ -65,6 +67,8 @@ class Runtime:
     supervisor: Supervisor = field(default_factory=Supervisor)
     # The records retention is removing: the watch on deletions records everyone else's.
     removals: break_glass.Removals = field(default_factory=set)
+    # Handing the intake's events to the recorder, from the end of the start.
+    taking: asyncio.Task[None] | None = None
 
     @property
     def audited(self) -> list[Resource]:
@@ -74,14 +78,15 @@ class Runtime:
     async def start(cls, settings: Settings, api: Kubernetes, *,
                     admission: AdmissionCache | None, audit: AuditLog | None,
                     may_write: Callable[[], bool],
-                    predecessor: Predecessor | None = None,
+                    intake: Intake, predecessor: Predecessor | None = None,
                     listed: Callable[[], None] = lambda: None) -> Runtime:
         """Loads the records (the chain continues from them) and starts the writer's work.
 
         ``may_write`` is the fence of leader election: the ledger asks it before every write;
         ``predecessor`` what the Lease said of the writer before (None: there was none);
         ``listed`` is called once the catch-up listing is over, while the records may still
-        be read: from then on kopf may list too (its events wait for the start to end).
+        be read: from then on kopf may list too (its events wait in ``intake``, which
+        the recorder takes from once the start is over).
         """
         written = audit.written if audit is not None else None
         replaying = None if written is None or predecessor is None else replay.Replay.starting(
@@ -141,6 +146,8 @@ class Runtime:
         if runtime.shippers:  # without a sink the cluster holds the only copy: keep it all
             runtime.supervisor.spawn("the removal of expired records",
                                      runtime._prune_periodically)
+        runtime.taking = asyncio.create_task(intake.run(runtime._take),
+                                             name="the intake of watch events")
         return runtime
 
     def _start_shipping(self, ledger: Ledger, undelivered: history.Undelivered | None) -> None:
@@ -165,10 +172,13 @@ class Runtime:
         self.shippers.append(shipper)
         self.supervisor.spawn(f"shipping to {sink.name}", shipper.run)
 
-    def handed(self, resource: Resource, event_type: str | None, uid: str) -> None:
-        """One watch event given to a handler: counted until the first listings end."""
+    async def _take(self, resource: Resource, event_type: str | None,
+                    body: Mapping[str, Any]) -> None:
+        """One watch event: counted until the first listings end, then decided."""
         if self.first_listing is not None:
-            self.first_listing.seen(resource, event_type, uid)
+            self.first_listing.seen(resource, event_type, body["metadata"]["uid"])
+        # Not waiting for the record: the object's next event may be taken meanwhile.
+        await self.recorder.take(resource, event_type, body)
 
     async def _list_first(self, listing: FirstListing) -> None:
         """Until kopf's first listings are over; a listing after them is one kopf makes
@@ -181,7 +191,19 @@ class Runtime:
         """Whether kopf's first listings are over: from then on, changes are recorded live."""
         return self.first_listing is not None and self.first_listing.done
 
+    async def finish(self, timeout: float) -> None:
+        """Takes no more events, then waits up to ``timeout`` seconds for the records
+        being written: those left in the intake, the next writer lists again."""
+        await self._stop_taking()
+        await self.recorder.drain(timeout)
+
+    async def _stop_taking(self) -> None:
+        if self.taking is not None:
+            self.taking.cancel()
+            await asyncio.wait([self.taking])
+
     async def stop(self) -> None:
+        await self._stop_taking()
         await self.supervisor.stop()
         for sink in self.sinks:
             await sink.close()

@@ -1,18 +1,19 @@
 """kopf handlers, and running the replica and kopf: the only module that knows kopf.
 
-Handlers are thin: they hand the raw event to the recorder and return. Only
+Handlers are thin: they put the raw event into the intake (``recording.intake``) and
+return, so that kopf holds no listed object for long. Only
 ``@kopf.on.event`` is used, so kopf writes nothing onto watched objects (no annotations,
 no finalizers): an audit tool must not cause GitOps drift in what it audits. The
 services the handlers call are built once at start-up (``runtime``) and reach them
 through kopf's memo. The startup handler returns once the catch-up listing is over, so
-that kopf lists its kinds while the records are still read; each handler holds its event
+that kopf lists its kinds while the records are still read; the events wait in the intake
 until that start is over, and a start that fails stops kopf and is raised by ``run``.
 
 kopf runs only while this replica leads (``replica``, ``leadership``). When leadership
 ends, kopf is stopped and ``run`` returns ``LEADERSHIP_LOST``: the process exits and is
 started again as a standby, with nothing carried over from its time as the writer.
 
-Readiness: every event a handler is given is counted (``first_listing``) until kopf's
+Readiness: every event the recorder takes is counted (``first_listing``) until kopf's
 first listing of every audited kind is over.
 """
 
@@ -29,6 +30,7 @@ from kubeledger.config import Settings
 from kubeledger.core import kinds
 from kubeledger.core.kinds import Resource
 from kubeledger.kube import crd
+from kubeledger.recording.intake import Intake
 from kubeledger.replica import Endpoints, Replica
 from kubeledger.runtime import Runtime
 
@@ -38,10 +40,9 @@ LEADERSHIP_LOST = 3
 DRAIN_MARGIN_SECONDS = 2.0
 LIST_CHUNK = 500  # objects per page of kopf's listings
 # kopf starts a worker per object with an event queued and ends it after this much quiet:
-# at its defaults (no limit, 5 s) the first listing of 10,000 objects keeps 10,000 workers,
-# each holding its object's body, alive at once. The limit also paces that listing: a slot
-# is free again only after its quiet time (10,000 objects: 15.2 s listed at 0.5 s of quiet,
-# 7.7 s at 0.05 s).
+# at its defaults (no limit, 5 s) the first listing of 10,000 objects keeps 10,000 workers
+# alive at once. A slot is free again only after its quiet time (10,000 objects: 15.2 s
+# listed at 0.5 s of quiet, 7.7 s at 0.05 s).
 OBJECT_WORKERS = 500
 # Start-up failures the operator reports as what to fix, without a traceback.
 START_FAILURES = (crd.CrdMissingError, crd.AccessDeniedError, config.ConfigError)
@@ -98,9 +99,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         # kopf lists its kinds once this handler returns: as soon as the catch-up listing
         # is over, while the records are still read (10,000 objects: seconds each).
         listed = asyncio.get_running_loop().create_future()
+        memo.intake = Intake()
         memo.starting = starting = asyncio.create_task(Runtime.start(
             operator_settings, replica.api, admission=replica.admission,
-            audit=replica.audit, may_write=replica.may_write,
+            audit=replica.audit, may_write=replica.may_write, intake=memo.intake,
             predecessor=replica.election.predecessor,
             listed=lambda: listed.set_result(None)), name="the start of the writer")
         await asyncio.wait([starting, listed], return_when=asyncio.FIRST_COMPLETED)
@@ -129,8 +131,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             starting.cancel()  # stopped while the records were read: nothing was written
         runtime = None if starting is None else _started_runtime(starting)
         if runtime is not None:
-            await runtime.recorder.drain(operator_settings.audit_wait_seconds
-                                         + DRAIN_MARGIN_SECONDS)
+            await runtime.finish(operator_settings.audit_wait_seconds + DRAIN_MARGIN_SECONDS)
         # Then hand the Lease over: the fence closes at once, so nothing more is written
         # here, and a standby need not wait for this replica's shippers to stop.
         await memo.replica.election.release()
@@ -186,25 +187,13 @@ def _started(memo: kopf.Memo, starting: asyncio.Task[Runtime]) -> None:
     memo.replica.runtime = _started_runtime(starting)
 
 
-async def _runtime(memo: kopf.Memo) -> Runtime | None:
-    """The writer's services, once started; None if the start failed or was stopped."""
-    starting: asyncio.Future[Runtime] = memo.starting
-    if not starting.done():
-        await asyncio.wait([starting])  # not cancelled with the handler waiting for it
-    return _started_runtime(starting)
-
-
 def _auditing(resource: Resource) -> Any:
     async def audit(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         body = event["object"]
         if not resource.audits(body["metadata"]["name"]):
             return  # kopf cannot select by name: every other CRD comes here too
-        runtime = await _runtime(memo)
-        if runtime is None:
-            return  # the operator is stopping: the next writer lists this object again
-        runtime.handed(resource, event["type"], body["metadata"]["uid"])
-        # Not waiting for the record: the object's next event may be taken meanwhile.
-        await runtime.recorder.take(resource, event["type"], body)
+        intake: Intake = memo.intake
+        intake.put(resource, event["type"], body)
 
     audit.__name__ = f"audit_{resource.plural}"
     return audit

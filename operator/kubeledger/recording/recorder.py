@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 # Records of what a first install finds, written per second at most.
 DEFAULT_INVENTORY_PER_SECOND = 50.0
-# Records being attributed or written at once: past this, the watch waits (kopf queues).
+# Records being attributed or written at once: past this, the events wait in the intake.
 MAX_IN_FLIGHT = 2_000
 
 
