@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import os
+from importlib import metadata
 from typing import Any
 
 import kopf
@@ -33,6 +36,8 @@ from kubeledger.kube import crd
 from kubeledger.recording.intake import Intake
 from kubeledger.replica import Endpoints, Replica
 from kubeledger.runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 STOPPED = 0
 LEADERSHIP_LOST = 3
@@ -53,6 +58,9 @@ def run(settings: Settings, endpoints: Endpoints, *, log_format: str, verbose: b
     """Runs this replica until it is stopped (``STOPPED``) or loses the lead; a start-up
     failure raises."""
     logs.configure(log_format, verbose=verbose)
+    # The first line: what follows it is the start's own work, what came before it imports.
+    logger.info("kubeledger %s starting (process %d)", metadata.version("kubeledger"),
+                os.getpid())
     return asyncio.run(_replica(settings, endpoints))
 
 

@@ -1,7 +1,7 @@
 """The intake between kopf's handlers and the recorder: every event is handed on, each
 object's in order and one at a time, other objects' meanwhile; a failed one does not
 stop the object's next; what is handed on is the event as it was put, not the caller's
-object (it waited as text)."""
+object (it waited packed)."""
 
 from __future__ import annotations
 

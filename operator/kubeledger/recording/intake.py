@@ -4,23 +4,24 @@ kopf lists a kind as fast as the apiserver answers and keeps every listed object
 not yet handed to a handler: its scheduler bounds the workers that run, not those that
 wait, and each waiting one holds its object's decoded body. A handler that waits (for the
 writer's start, for the first install's pace, for records in flight) therefore makes kopf
-hold the whole listing: 10,000 Deployments took some 300 MiB, which CPython then kept.
-So the handler only puts the event here and returns. An event waits as its JSON text,
-about a tenth of the memory of the decoded body, and a fixed number of takers hand the
-events on, decoded again one at a time, each object's in the order they came: an
-object's events are taken by one taker at a time.
+hold the whole listing: a first install over 10,000 Deployments grew by some 300 MiB,
+which CPython then kept. So the handler only puts the event here and returns. An event
+waits packed (``core.packing``: a Deployment like the benchmark's, 2.5 kB of JSON, is
+0.6 kB packed and some 20 kB decoded), and a fixed number of takers hand the events on,
+unpacked one at a time, each object's in the order they came: an object's events are
+taken by one taker at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubeledger import metrics
+from kubeledger.core import packing
 from kubeledger.core.kinds import Resource
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Intake:
     """Watch events waiting for the recorder, by object, in their order."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, deque[tuple[Resource, str | None, str]]] = {}
+        self._waiting: dict[str, deque[tuple[Resource, str | None, bytes]]] = {}
         # Objects with events waiting and no taker on them, in the order they came.
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._count = 0
@@ -50,7 +51,7 @@ class Intake:
             body: Mapping[str, Any]) -> None:
         """Keeps one watch event (kopf names a listing's events' type None) until taken."""
         uid = body["metadata"]["uid"]
-        event = (resource, event_type, json.dumps(body, separators=(",", ":")))
+        event = (resource, event_type, packing.pack(body))
         waiting = self._waiting.get(uid)
         if waiting is None:
             self._waiting[uid] = deque([event])
@@ -71,11 +72,11 @@ class Intake:
             uid = await self._ready.get()
             waiting = self._waiting[uid]
             while waiting:
-                resource, event_type, text = waiting.popleft()
+                resource, event_type, packed = waiting.popleft()
                 self._count -= 1
                 metrics.INTAKE_EVENTS.dec()
                 try:
-                    await take(resource, event_type, json.loads(text))
+                    await take(resource, event_type, packing.unpack(packed))
                 except Exception:
                     # kopf would log a failed handler and go on: so does this, so that
                     # the object's later events are still taken.
