@@ -43,7 +43,7 @@ class WrittenState:
     # The trimmed body (see the module docstring), packed (``core.packing``), read by
     # ``body``:
     # held as dicts, a write of ``bench.hot_paths``'s Deployment (25 env vars) took
-    # 65.6 kB, so a full store about 300 MiB; packed, 3.3 kB. None for a write through
+    # 65.6 kB, so a full store about 300 MiB; packed, 4.0 kB. None for a write through
     # the scale subresource, which answers with a Scale: then only the new ``replicas``
     # are known.
     packed: bytes | None

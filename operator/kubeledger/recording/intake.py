@@ -7,7 +7,7 @@ writer's start, for the first install's pace, for records in flight) therefore m
 hold the whole listing: a first install over 10,000 Deployments grew by some 300 MiB,
 which CPython then kept. So the handler only puts the event here and returns. An event
 waits packed (``core.packing``: a Deployment like the benchmark's, 2.5 kB of JSON, is
-0.6 kB packed and some 20 kB decoded), and a fixed number of takers hand the events on,
+0.7 kB packed and some 20 kB decoded), and a fixed number of takers hand the events on,
 unpacked one at a time, each object's in the order they came: an object's events are
 taken by one taker at a time.
 """
