@@ -9,6 +9,7 @@ import pytest
 
 from kubeledger.core import chain, kinds, model
 from kubeledger.core.baselines import Baselines
+from kubeledger.core.record_index import RecordIndex
 from kubeledger.core.redaction import Redactor
 from kubeledger.kube import errors
 from kubeledger.recording import catchup, history, retention
@@ -72,6 +73,26 @@ async def test_pruning_goes_on_through_failures_and_records_already_gone() -> No
     assert await retention.prune(kube, NAMESPACE, retention=timedelta(days=7),
                                  delivered_up_to=3) == 2
     assert list(kube.records()) == ["record-3"]
+
+
+def test_an_objects_latest_record_stays_in_whatever_order_the_records_come() -> None:
+    def index(sequence: int, uid: str, observed_at: datetime) -> RecordIndex:
+        return RecordIndex(sequence=sequence, hash="", lost=(),
+                           observed_at=observed_at.isoformat(), subject={"uid": uid},
+                           action="changed", snapshot=None, template=None)
+
+    expiry = retention.Expiry(now=datetime.now(UTC), retention=timedelta(days=7),
+                              delivered_up_to=4)
+    # Listed latest first: record-3 is u1's latest, which only a later one tells.
+    for name, sequence, uid, observed_at in [
+            ("record-3", 3, "u1", OLD), ("record-1", 1, "u1", OLD), ("record-2", 2, "u2", OLD),
+            ("record-4", 4, "u2", datetime.now(UTC)), ("record-5", 5, "u1", OLD),
+            ("record-0", 0, "u1", OLD)]:
+        expiry.add(name, index(sequence, uid, observed_at))
+
+    # record-2 is old and superseded by a young one; record-5 is undelivered, so u1's
+    # latest (it stays) and record-3 may go; record-0 is outside the chain.
+    assert sorted(expiry.expired()) == [("record-1", 1), ("record-2", 2), ("record-3", 3)]
 
 
 async def test_nothing_pruned_means_no_gaps_to_expect() -> None:

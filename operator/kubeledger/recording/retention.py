@@ -15,10 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from kubeledger import backoff
 from kubeledger.core import kinds, record_index
@@ -34,66 +31,64 @@ WATERMARK_CONFIG_MAP = "kubeledger-retention"
 WATERMARK_KEY = "prunedThrough"
 
 
-@dataclass(frozen=True)
-class Held:
-    """What the rule needs of one record: listing 50,000 records holds only this."""
+class Expiry:
+    """The rule, folded over the records one at a time (pure): which may go.
 
-    name: str
-    uid: str
-    sequence: int
-    observed_at: str
+    A record may go when it is older than the retention, delivered up to
+    ``delivered_up_to`` (the lowest delivery position over all sinks), and not its
+    object's latest. Of 50,000 records only each object's latest sequence is held, and
+    the records old and delivered enough, not a list of every record.
+    """
 
-    @classmethod
-    def indexed(cls, name: str, index: RecordIndex) -> Held | None:
-        """From a record's index (``core.record_index``); None for a record outside the
-        chain (none is written so; it is left alone)."""
+    def __init__(self, *, now: datetime, retention: timedelta, delivered_up_to: int) -> None:
+        self._cutoff = now - retention
+        self._delivered_up_to = delivered_up_to
+        self._latest: dict[str, int] = {}
+        self._old: list[tuple[str, str, int]] = []  # name, object's uid, sequence
+
+    def add(self, name: str, index: RecordIndex) -> None:
+        """One record, by its index (``core.record_index``). A record outside the chain
+        (none is written so) is left alone."""
         if not index.sequence:
-            return None
-        return cls(name, index.subject["uid"], index.sequence, index.observed_at)
+            return
+        uid = index.subject["uid"]
+        self._latest[uid] = max(self._latest.get(uid, 0), index.sequence)
+        if (index.sequence <= self._delivered_up_to
+                and datetime.fromisoformat(index.observed_at) < self._cutoff):
+            self._old.append((name, uid, index.sequence))
 
-    @classmethod
-    def of(cls, record: Mapping[str, Any]) -> Held | None:
-        """From a record read whole (one without an index): its index, derived."""
-        return cls.indexed(record["metadata"]["name"], record_index.of(record["spec"]))
+    def expired(self) -> list[tuple[str, int]]:
+        """``(name, sequence)`` of the records that may go, of those added."""
+        return [(name, sequence) for name, uid, sequence in self._old
+                if self._latest[uid] != sequence]
 
 
 class UnindexedError(Exception):
     """A record has no readable index: the records must be read whole."""
 
 
-async def held_records(api: Kubernetes) -> list[Held | None]:
-    """What the rule needs of every record, from their indexes (their metadata only), or
-    from the records read whole where one has none (written before the index existed)."""
-
-    def of_metadata(item: Mapping[str, Any]) -> Held | None:
-        metadata = item["metadata"]
-        index = record_index.read(metadata.get("annotations"))
-        if index is None:
-            raise UnindexedError(metadata["name"])
-        return Held.indexed(metadata["name"], index)
-
+async def expired(api: Kubernetes, *, now: datetime, retention: timedelta,
+                  delivered_up_to: int) -> list[tuple[str, int]]:
+    """The records that may go, from every record's index (their metadata only), or from
+    the records read whole where one has none (written before the index existed)."""
+    rule = functools.partial(Expiry, now=now, retention=retention,
+                             delivered_up_to=delivered_up_to)
     try:
-        return [of_metadata(item) async for page in api.pages(kinds.RECORDS,
-                                                                metadata_only=True)
-                for item in page]
+        return await _folded(api, rule(), whole=False)
     except UnindexedError:
-        return await api.list(kinds.RECORDS, Held.of)
+        return await _folded(api, rule(), whole=True)
 
 
-def expired(records: list[Held], *, now: datetime, retention: timedelta,
-            delivered_up_to: int) -> list[tuple[str, int]]:
-    """``(name, sequence)`` of the records that may go (pure: the rule above, nothing else).
-
-    ``delivered_up_to`` is the lowest delivery position over all sinks.
-    """
-    latest: dict[str, int] = {}
-    for record in records:
-        latest[record.uid] = max(latest.get(record.uid, 0), record.sequence)
-    cutoff = now - retention
-    return [(record.name, record.sequence) for record in records
-            if datetime.fromisoformat(record.observed_at) < cutoff
-            and record.sequence <= delivered_up_to
-            and latest[record.uid] != record.sequence]
+async def _folded(api: Kubernetes, expiry: Expiry, *, whole: bool) -> list[tuple[str, int]]:
+    async for page in api.pages(kinds.RECORDS, metadata_only=not whole):
+        for item in page:
+            metadata = item["metadata"]
+            index = (record_index.of(item["spec"]) if whole
+                     else record_index.read(metadata.get("annotations")))
+            if index is None:
+                raise UnindexedError(metadata["name"])
+            expiry.add(metadata["name"], index)
+    return expiry.expired()
 
 
 async def pruned_through(api: Kubernetes, namespace: str) -> int:
@@ -113,11 +108,10 @@ async def prune(api: Kubernetes, namespace: str, *, retention: timedelta,
     gaps ``kubeledger verify`` knows to expect. Each name goes into ``removals`` before
     its record is deleted, for the watch that records the deletions of others.
     """
-    held = await backoff.retrying(lambda: held_records(api),
-                                  what="list records", retry_on=errors.WORTH_WAITING_FOR)
-    chosen = expired([record for record in held if record is not None],
-                     now=datetime.now(UTC), retention=retention,
-                     delivered_up_to=delivered_up_to)
+    chosen = await backoff.retrying(
+        lambda: expired(api, now=datetime.now(UTC), retention=retention,
+                        delivered_up_to=delivered_up_to),
+        what="list records", retry_on=errors.WORTH_WAITING_FOR)
     if not chosen:
         return 0
     previous = await backoff.retrying(lambda: pruned_through(api, namespace),
