@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 from kubeledger.core import packing
-
-from . import objects
+from unit import objects
 
 
 def test_a_packed_object_comes_back_equal_and_smaller_than_its_json() -> None:

@@ -1,4 +1,4 @@
-"""Holding watch events, as compact text, until the recorder takes them.
+"""Holding watch events, packed, until the recorder takes them.
 
 kopf lists a kind as fast as the apiserver answers and keeps every listed object it has
 not yet handed to a handler: its scheduler bounds the workers that run, not those that
