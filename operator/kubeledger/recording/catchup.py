@@ -57,7 +57,7 @@ async def record_vanished(recorder: Recorder, baselines: Baselines,
         # An object first seen after the listing started may simply be missing from it.
         vanished = [
             baseline for baseline in baselines.of_kind(resource.api_version, resource.kind)
-            if baseline.subject.uid not in present.uids and baseline.seen_at < present.since
+            if baseline.uid not in present.uids and baseline.seen_at < present.since
         ]
         for baseline in vanished:
             if await recorder.record_unobserved_deletion(baseline):

@@ -188,7 +188,7 @@ class Recorder:
             logger.warning("record %s, the last of %s/%s, is gone: its next change is "
                            "recorded as if it were the first", name, baseline.subject.kind,
                            baseline.subject.name)
-            self._baselines.forget(baseline.subject.uid)
+            self._baselines.forget(baseline.uid)
             return
         if record_index.of(spec).snapshot != baseline.digest:
             logger.warning("the index of record %s does not match its snapshot; the "
@@ -240,7 +240,7 @@ class Recorder:
         """Records an object that vanished while the operator was not watching."""
         if not baseline.loaded:
             await self._load(baseline)
-            if self._baselines.get(baseline.subject.uid) is not baseline:
+            if self._baselines.get(baseline.uid) is not baseline:
                 return None  # its last record is gone too: nothing to say it existed
         draft = decision.unobserved_deletion(baseline, role_rules=self._role_rules)
         return await (await self._start_writing(draft, None))
