@@ -67,14 +67,14 @@ class Outcome:
 NOTHING = Outcome()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rollout:
     cause: Cause
     failed: bool = False
     completed: bool = False
 
 
-@dataclass
+@dataclass(slots=True)  # one per workload
 class _Workload:
     """What the fold remembers of one workload (by uid) between its records."""
 
