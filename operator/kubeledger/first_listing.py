@@ -2,7 +2,8 @@
 
 A writer records changes live only once its watches are established; before that, a
 change shows up in the first listing, after the fact. The readiness probe and the log
-line ``RECORDING_LIVE`` say when that moment has come.
+line ``RECORDING_LIVE`` (``runtime``: once the writer's start is over too) say when
+that moment has come.
 
 kopf does not tell handlers when a listing ends. Its indexes would (it holds every
 handler until every indexed kind has been listed), but it waits for them with one toggle
@@ -10,7 +11,8 @@ per listed object, each waking every other object's worker: quadratic, and minut
 the event loop at 10,000 objects. So the writer counts instead. At start-up, before
 kopf watches, it lists every audited kind anyway (``catchup``, for deletions made while
 nobody watched); those uids are what kopf's listing must deliver. A kind is listed once
-its handler has seen each of them, or once it sees an event of kopf's watch (typed
+its handler has put each of them into the intake (``recording.intake``, which hands the
+watch's events on first), or once it puts an event of kopf's watch (typed
 ``ADDED``/``MODIFIED``/``DELETED``: kopf watches only after its listing, in the same
 stream). An object deleted between the two listings never comes: when a kind stops
 making progress, it is listed again and what is gone is no longer waited for.
@@ -19,6 +21,7 @@ making progress, it is listed again and what is gone is no longer waited for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -73,7 +76,8 @@ class FirstListing:
     async def run(self, api: Kubernetes, *, check_every: float = 1.0) -> None:
         """Until every kind is listed: a kind that stalls is listed again (see above)."""
         while not self.done:
-            await asyncio.sleep(check_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.listed.wait(), check_every)
             for resource in self._stalled():
                 present = await backoff.retrying(
                     functools.partial(list_uids, api, resource),
@@ -100,6 +104,5 @@ class FirstListing:
             self._conclude()
 
     def _conclude(self) -> None:
-        if not self._pending and not self.listed.is_set():
+        if not self._pending:
             self.listed.set()
-            logger.info(RECORDING_LIVE)

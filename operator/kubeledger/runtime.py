@@ -31,7 +31,7 @@ from kubeledger.core.baselines import Baselines
 from kubeledger.core.kinds import Resource
 from kubeledger.core.model import RecordSpec
 from kubeledger.core.redaction import Redactor
-from kubeledger.first_listing import FirstListing
+from kubeledger.first_listing import RECORDING_LIVE, FirstListing
 from kubeledger.identity.admission import AdmissionCache
 from kubeledger.identity.attribution import Attributor
 from kubeledger.identity.audit import AuditLog
@@ -99,8 +99,14 @@ class Runtime:
         # ones it has not delivered (it would otherwise read every record once more).
         delivered = ((await PositionStore(api, settings.namespace).load()).get(
             ElasticsearchSink.name, 0) if settings.elasticsearch.enabled else None)
+        def first_listing_begins(present: Mapping[Resource, catchup.Present]) -> None:
+            # Before kopf lists: every event it puts is counted.
+            intake.first_listing = FirstListing(
+                {resource: found.uids for resource, found in present.items()})
+            listed()
+
         found, undelivered, present = await _read_history_and_list(
-            api, kinds.audited(settings.watch_extra_kinds), delivered, listed)
+            api, kinds.audited(settings.watch_extra_kinds), delivered, first_listing_begins)
         baselines, head = found.baselines(), found.head
         logger.info("loaded %d records: %d objects known, chain head at sequence %d",
                     found.records, len(baselines), head.sequence)
@@ -136,10 +142,8 @@ class Runtime:
         runtime = cls(settings, api, baselines, recorder)
         runtime._start_shipping(ledger, undelivered)
         await catchup.record_vanished(recorder, baselines, present)
-        first_listing = runtime.first_listing = FirstListing(
-            {resource: found.uids for resource, found in present.items()})
-        runtime.supervisor.spawn("the wait for the first listings",
-                                 functools.partial(runtime._list_first, first_listing))
+        runtime.first_listing = intake.first_listing
+        runtime.supervisor.spawn("the wait for the first listings", runtime._list_first)
         runtime.supervisor.spawn("the periodic deletion check", runtime._reconcile_periodically)
         runtime.supervisor.spawn("the watch on record deletions", functools.partial(
             break_glass.watch, api, recorder, runtime.removals))
@@ -173,18 +177,17 @@ class Runtime:
         self.supervisor.spawn(f"shipping to {sink.name}", shipper.run)
 
     async def _take(self, resource: Resource, event_type: str | None,
-                    body: Mapping[str, Any]) -> None:
-        """One watch event: counted until the first listings end, then decided."""
-        if self.first_listing is not None:
-            self.first_listing.seen(resource, event_type, body["metadata"]["uid"])
+                    body: Mapping[str, Any], *, relisted: bool) -> None:
+        """One watch event, decided (its record is written meanwhile)."""
         # Not waiting for the record: the object's next event may be taken meanwhile.
-        await self.recorder.take(resource, event_type, body)
+        await self.recorder.take(resource, event_type, body, relisted=relisted)
 
-    async def _list_first(self, listing: FirstListing) -> None:
-        """Until kopf's first listings are over; a listing after them is one kopf makes
-        when a watch cannot resume, and is replayed from the audit events (``replay``)."""
-        await listing.run(self.api)
-        self.recorder.watching_live()
+    async def _list_first(self) -> None:
+        """Until kopf's first listings are over: from then on, changes are recorded live
+        (the intake hands on watch events before the listings' that wait)."""
+        if self.first_listing is not None:
+            await self.first_listing.run(self.api)
+        logger.info(RECORDING_LIVE)
 
     @property
     def ready(self) -> bool:
@@ -234,10 +237,11 @@ class Runtime:
 
 async def _read_history_and_list(
     api: Kubernetes, audited: list[Resource], delivered: int | None,
-    listed: Callable[[], None],
+    listed: Callable[[dict[Resource, catchup.Present]], None],
 ) -> tuple[history.History, history.Undelivered | None, dict[Resource, catchup.Present]]:
     """The records (and those after the ``delivered`` position), and a listing of what
-    exists now: independent, so both at once. ``listed`` is called when the listing ends.
+    exists now: independent, so both at once. ``listed`` is given the listing when it
+    ends.
 
     A listing made before kopf's own is what makes both "deleted while nobody watched"
     and the first listing's count right: an object deleted between the two is only
@@ -246,7 +250,7 @@ async def _read_history_and_list(
     reading = asyncio.create_task(_read_history(api, delivered))
     try:
         present = await catchup.list_present(api, audited)
-        listed()
+        listed(present)
         found, undelivered = await reading
         return found, undelivered, present
     finally:

@@ -13,7 +13,7 @@ kopf runs only while this replica leads (``replica``, ``leadership``). When lead
 ends, kopf is stopped and ``run`` returns ``LEADERSHIP_LOST``: the process exits and is
 started again as a standby, with nothing carried over from its time as the writer.
 
-Readiness: every event the recorder takes is counted (``first_listing``) until kopf's
+Readiness: every event put into the intake is counted (``first_listing``) until kopf's
 first listing of every audited kind is over.
 """
 

@@ -1,7 +1,9 @@
 """The intake between kopf's handlers and the recorder: every event is handed on, each
 object's in order and one at a time, other objects' meanwhile; a failed one does not
 stop the object's next; what is handed on is the event as it was put, not the caller's
-object (it waited packed)."""
+object (it waited packed). Objects whose next event is a watch's go before those waiting
+with a listing's (a first install paces those); the first listing's events are counted
+as they are put, and a later listing's are handed on as relisted."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 
 from kubeledger import metrics
 from kubeledger.core import kinds
+from kubeledger.first_listing import FirstListing
 from kubeledger.recording.intake import Intake
 
 
@@ -30,12 +33,14 @@ class Taker:
         self.bodies: list[Mapping[str, Any]] = []
         self.at_once: dict[str, int] = {}
         self.most_at_once: dict[str, int] = {}
+        self.relisted: list[bool] = []
         self.held = held
         self.release = asyncio.Event()
 
     async def __call__(self, resource: kinds.Resource, event_type: str | None,
-                       body: Mapping[str, Any]) -> None:
+                       body: Mapping[str, Any], *, relisted: bool) -> None:
         uid = body["metadata"]["uid"]
+        self.relisted.append(relisted)
         self.at_once[uid] = self.at_once.get(uid, 0) + 1
         self.most_at_once[uid] = max(self.most_at_once.get(uid, 0), self.at_once[uid])
         if uid == self.held:
@@ -126,3 +131,40 @@ async def test_what_is_handed_on_is_the_event_as_it_was_put() -> None:
     assert take.bodies[0] is not body and take.bodies[0] == _body("web", 1)
     assert waiting is not None
     assert metrics.REGISTRY.get_sample_value("kubeledger_intake_events") == waiting - 1
+
+
+async def test_a_watched_change_goes_before_the_listings_events_that_wait() -> None:
+    intake, take = Intake(), Taker()
+    for uid in ("a", "b", "c"):
+        intake.put(kinds.DEPLOYMENTS, None, _body(uid, 1))
+    intake.put(kinds.DEPLOYMENTS, "MODIFIED", _body("d", 2))
+    intake.put(kinds.DEPLOYMENTS, "MODIFIED", _body("b", 2))  # b goes forward, in order
+
+    running = await _running(intake, take, takers=1)
+    try:
+        await _until(lambda: len(take.taken) == 5)
+    finally:
+        running.cancel()
+    assert take.taken == [("d", "MODIFIED", 2), ("b", None, 1), ("b", "MODIFIED", 2),
+                          ("a", None, 1), ("c", None, 1)]
+    assert len(intake) == 0
+
+
+async def test_the_first_listing_is_counted_as_put_and_a_later_one_is_relisted() -> None:
+    intake, take = Intake(), Taker()
+    intake.put(kinds.DEPLOYMENTS, None, _body("early", 1))  # before the catch-up listing
+    listing = intake.first_listing = FirstListing({kinds.DEPLOYMENTS: {"web", "api"}})
+    intake.put(kinds.DEPLOYMENTS, None, _body("web", 1))
+    intake.put(kinds.DEPLOYMENTS, None, _body("api", 1))
+    listed_when_put = listing.done  # nothing taken yet
+    intake.put(kinds.DEPLOYMENTS, None, _body("web", 2))  # kopf listed again
+
+    running = await _running(intake, take, takers=1)
+    try:
+        await _until(lambda: len(take.taken) == 4)
+    finally:
+        running.cancel()
+    assert listed_when_put
+    assert list(zip(take.taken, take.relisted, strict=True)) == [
+        (("early", None, 1), False), (("web", None, 1), False), (("web", None, 2), True),
+        (("api", None, 1), False)]

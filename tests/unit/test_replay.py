@@ -207,7 +207,7 @@ async def test_a_listing_showing_only_rollout_progress_does_not_wait_for_the_rep
 async def test_a_listing_after_the_first_is_replayed_from_the_events_received_live() -> None:
     """kopf lists again when a watch cannot resume (410 Gone): the writes of the gap came
     in as audit events all the while, and each becomes its own record, as after a
-    downtime. Before the first listings are over, the same listing is not replayed (no
+    downtime. The same listing's event as of the first listing is not replayed (no
     replay was trusted at start-up here): one record after the fact."""
     def relisted(resource_version: str, replicas: int) -> dict[str, Any]:
         return version(objects.deployment(replicas=replicas), resource_version)
@@ -219,12 +219,10 @@ async def test_a_listing_after_the_first_is_replayed_from_the_events_received_li
                             relisting=replay.Replay.live(written, batch_wait=0.0))
         first = await recorder.take(kinds.DEPLOYMENTS, "ADDED", relisted("10", 3))
         assert first is not None and await first is not None
-        if live:
-            recorder.watching_live()
         written.keep("patch", relisted("11", 4))
         written.keep("patch", relisted("12", 5))
 
-        await recorder.take(kinds.DEPLOYMENTS, None, relisted("12", 5))
+        await recorder.take(kinds.DEPLOYMENTS, None, relisted("12", 5), relisted=live)
         await recorder.drain(timeout=5.0)
         records = sorted(kube.records().values(), key=lambda spec: spec["chain"]["sequence"])
         return [(spec["subject"]["resourceVersion"], spec["observation"])

@@ -30,7 +30,7 @@ async def _taken(intake: Intake) -> list[str]:
     taken: list[str] = []
 
     async def take(resource: kinds.Resource, event_type: str | None,
-                   body: Mapping[str, Any]) -> None:
+                   body: Mapping[str, Any], *, relisted: bool) -> None:
         taken.append(body["metadata"]["name"])
 
     running = asyncio.create_task(intake.run(take, takers=1))

@@ -114,8 +114,8 @@ class Recorder:
         # The first run in a cluster (an empty ledger): when it started (see decision).
         self._installed_at = installed_at
         self._inventory_pace = Pace(inventory_per_second)
-        # The replay of the first listing, then (``watching_live``) of any later one.
-        self._replay = replaying
+        # The replay of the first listing's events, and of a later listing's.
+        self._replaying = replaying
         self._relisting = relisting
         # Where a baseline read from the records' index finds its snapshot.
         self._specs = specs
@@ -127,11 +127,6 @@ class Recorder:
         # since an object's record is written only after its previous one.
         self._delivery = insights.Tracker()
 
-    def watching_live(self) -> None:
-        """The first listings are over: a listing from now on is kopf's after a watch
-        could not resume, replayed from the audit events received meanwhile."""
-        self._replay = self._relisting
-
     async def observe(self, resource: Resource, event_type: str | None,
                       body: Mapping[str, Any]) -> RecordSpec | None:
         """Handles one watch event and waits for its record, if any (None: no new record)."""
@@ -139,16 +134,19 @@ class Recorder:
         return None if writing is None else await writing
 
     async def take(self, resource: Resource, event_type: str | None,
-                   body: Mapping[str, Any]) -> asyncio.Task[RecordSpec | None] | None:
+                   body: Mapping[str, Any], *, relisted: bool = False,
+                   ) -> asyncio.Task[RecordSpec | None] | None:
         """Decides what one watch event means; returns the task writing its record, if any.
 
         Returns once the next event of the object may be taken: without waiting for the
-        record's attribution or its write.
+        record's attribution or its write. ``relisted``: a listing's event, of a listing
+        after the first (kopf's, after a watch could not resume), replayed from the audit
+        events received meanwhile.
         """
         # A listing's events have no type: they count as "None", as kopf names them.
         metrics.WATCH_EVENTS.labels(resource.kind, str(event_type)).inc()
         decided = await self._decide(resource, event_type, body)
-        replaying = self._replay
+        replaying = self._relisting if relisted else self._replaying
         # A listing that shows only a rollout's progress has no write of the audit stream
         # to wait for (the status subresource is not audited): it is recorded at once.
         if (event_type is None and replaying is not None
