@@ -45,7 +45,8 @@ def print_table(phases: Mapping[str, Figures]) -> None:
 
 
 def report(*, burst: Figures, steady: Figures, steady_audit_wait: Figures, fill: Figures,
-           install: Figures, settled: Figures, startup: Figures, catchup: Figures,
+           install: Figures, inventory: Figures, settled: Figures, startup: Figures,
+           catchup: Figures,
            objects: int, audit_batch_max_wait_s: float) -> dict[str, Any]:
     """Prints the table and the JSON line; returns the figures the line holds."""
     print(f"\nkubeledger keeping pace ({platform.machine()}, {os.cpu_count()} cores, "
@@ -56,7 +57,7 @@ def report(*, burst: Figures, steady: Figures, steady_audit_wait: Figures, fill:
           f"{audit_batch_max_wait_s:g}s at most)")
     print_table({"burst": burst, "steady": steady, "steady+audit": steady_audit_wait,
                  "fill": fill, "catch-up": catchup})
-    live = (burst, steady, steady_audit_wait, fill)
+    live = (burst, steady, steady_audit_wait, fill, inventory)
     figures: dict[str, Any] = {
         "burst_ratio_records": burst["watch_s"] / burst["records_s"],
         "burst_ratio_es": burst["watch_s"] / burst["es_s"],
@@ -91,6 +92,9 @@ def report(*, burst: Figures, steady: Figures, steady_audit_wait: Figures, fill:
         "catchup_attributed_verified": int(catchup["verified"]),
         "first_install_10k_s": install["first_install_s"],
         "first_install_other_writers_per_s": install["other_writers_per_s"],
+        # Changes made while the first install's inventory went on.
+        "first_install_p50_change_to_record_ms": inventory["p50_record_ms"],
+        "first_install_p99_change_to_record_ms": inventory["p99_record_ms"],
         "other_writers_baseline_per_s": install["other_writers_baseline_per_s"],
         "lost": int(sum(phase["lost"] for phase in (*live, catchup))),
         "duplicates": int(sum(phase["duplicates"] for phase in (*live, catchup))),
@@ -105,6 +109,9 @@ def report(*, burst: Figures, steady: Figures, steady_audit_wait: Figures, fill:
           f"(recording live after {install['live_s']:.1f} s)")
     print(f"  other writers before / during      {figures['other_writers_baseline_per_s']:9.1f}"
           f" / {figures['first_install_other_writers_per_s']:.1f} writes/s")
+    print(f"  a change during the inventory      "
+          f"{figures['first_install_p50_change_to_record_ms']:9.0f} ms to its record (p50), "
+          f"{figures['first_install_p99_change_to_record_ms']:.0f} ms (p99)")
     print(f"  operator memory settled / peak     {figures['rss_mib_10k']:9.1f} / "
           f"{figures['peak_rss_mib']:.1f} MiB")
     print(f"  restart: recording live after      {figures['startup_10k_s']:9.1f} s "

@@ -10,7 +10,9 @@ objects and the same growing ledger:
   until every one has its ``inventoried`` record, while a :class:`SideWriter` (another
   client, admin, ConfigMaps in a namespace of its own, not audited) writes as fast as it
   is answered; its rate just before and during the install shows what the paced
-  inventory leaves to the apiserver's other clients.
+  inventory leaves to the apiserver's other clients. Once the operator records live,
+  ``INVENTORY_PROBES`` changes are made while the inventory goes on: their latency says
+  whether a change waits for the inventory.
 - :func:`fill`: changes as alice and bob, spread over every Deployment, until the cluster
   holds ``RECORDS`` records, all recorded.
 - :func:`settled_memory`: the operator's resident memory (VmRSS) and its peak (VmHWM)
@@ -87,6 +89,10 @@ FILL_ROUNDS = 4  # the records a change brings are estimated: top up at most thi
 # rollout's; two changes close together share the second. The first round of the fill
 # is sized by this most, so it never overshoots; later ones by what the last one brought.
 MAX_RECORDS_PER_CHANGE = 2.0
+# Changes made during the first install's inventory, at this rate: a few, over objects
+# listed last (not inventoried yet, so each waits for its inventoried record first).
+INVENTORY_PROBES = 20
+INVENTORY_PROBES_PER_SECOND = 2.0
 # The controller may fall far behind under load: given up on when no rollout has
 # finished for this long.
 ROLLOUTS_STUCK_SECONDS = 180.0
@@ -283,8 +289,10 @@ def rate(since: tuple[float, int], until: tuple[float, int]) -> float:
 
 
 def first_install(operator: Operator, arrivals: Arrivals, side: SideWriter,
-                  deployments: list[str]) -> dict[str, float]:
-    """The operator's first start over ``deployments``: until all are inventoried."""
+                  writers: Writers, deployments: list[str],
+                  ) -> tuple[dict[str, float], dict[str, float]]:
+    """The operator's first start over ``deployments``: until all are inventoried; and
+    the figures of the changes made meanwhile (``INVENTORY_PROBES``)."""
     side.start()
     time.sleep(2)  # past the threads' first connections
     before = side.mark()
@@ -295,6 +303,13 @@ def first_install(operator: Operator, arrivals: Arrivals, side: SideWriter,
     try:
         began = time.monotonic()
         live_s = start(operator)
+        probes = changes_for("inventory", deployments[-INVENTORY_PROBES:], INVENTORY_PROBES)
+        sent = writers.send(probes, rate=INVENTORY_PROBES_PER_SECOND)
+        wait_recorded(arrivals, set(sent.answered), check=running(operator))
+        during = outcome(probes, sent, arrivals, None)
+        print(f"first install: {len(sent.answered)} changes made during the inventory, "
+              f"recorded after {during['p50_record_ms']:.0f} ms (median), "
+              f"{len(arrivals.inventoried)}/{len(deployments)} inventoried", flush=True)
         wait_for(lambda: len(arrivals.inventoried) >= len(deployments), arrivals,
                  lambda: f"first install: {len(arrivals.inventoried)}/{len(deployments)} "
                          "inventoried", check=running(operator))
@@ -310,7 +325,7 @@ def first_install(operator: Operator, arrivals: Arrivals, side: SideWriter,
         "live_s": live_s,
         "other_writers_baseline_per_s": rate(before, at_start),
         "other_writers_per_s": rate(at_start, at_end),
-    }
+    }, during
 
 
 def wait_for(done: Callable[[], bool], arrivals: Arrivals, progress: Callable[[], str], *,

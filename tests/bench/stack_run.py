@@ -8,7 +8,7 @@ and one growing ledger:
 
 1. ``BENCH_OBJECTS`` (10,000) Deployments in ``demo``, made before the operator first
    starts; then its **first install** over them (:func:`bench.scale.first_install`),
-   with another client writing beside it.
+   with another client writing beside it, and a few changes made during the inventory.
 2. **burst** and **steady** with the default audit wait (:mod:`bench.burst`), on the
    first ``BENCH_DEPLOYMENTS`` of them.
 3. **fill**: changes over all of them until the cluster holds ``BENCH_RECORDS``
@@ -101,12 +101,13 @@ def main() -> int:
         # Rolled out before kubeledger comes, as in a cluster it is installed into.
         scale.settle_rollouts(arrivals, still_fine)
         operator = Operator.for_stack(endpoints)
-        install = scale.first_install(operator, arrivals, scale.SideWriter(admin), deployments)
+        writers = Writers(endpoints)
+        install, inventory = scale.first_install(operator, arrivals, scale.SideWriter(admin),
+                                                 writers, deployments)
         elasticsearch = Elasticsearch(
             endpoints.elasticsearch_url, request_timeout=30,
             basic_auth=(endpoints.elasticsearch_username, endpoints.elasticsearch_password),
             ca_certs=str(endpoints.elasticsearch_ca))
-        writers = Writers(endpoints)
         phases = PacePhases(arrivals, writers, deployments[:DEPLOYMENTS], elasticsearch,
                             scale.running(operator))
         # Each phase starts once the controller has rolled out what came before and the
@@ -126,8 +127,9 @@ def main() -> int:
         settle()
         catchup = scale.catch_up(operator, writers, arrivals, deployments, scale.CATCHUP)
         report(burst=burst, steady=steady, steady_audit_wait=steady_audit_wait, fill=fill,
-               install=install, settled=settled, startup=startup, catchup=catchup,
-               objects=len(deployments), audit_batch_max_wait_s=AUDIT_BATCH_MAX_WAIT_SECONDS)
+               install=install, inventory=inventory, settled=settled, startup=startup,
+               catchup=catchup, objects=len(deployments),
+               audit_batch_max_wait_s=AUDIT_BATCH_MAX_WAIT_SECONDS)
         return 0
     finally:
         stop_all(watches)
