@@ -27,6 +27,7 @@ from importlib import metadata
 from typing import Any
 
 import kopf
+from kopf._core.reactor import inventory
 
 from kubeledger import config, logs
 from kubeledger.config import Settings
@@ -76,7 +77,7 @@ async def _replica(settings: Settings, endpoints: Endpoints) -> int:
                                                                       stop))
         memo = kopf.Memo(replica=replica, stop=stop)
         await kopf.operator(registry=registry, clusterwide=True, standalone=True,
-                            memo=memo, stop_flag=stop)
+                            memo=memo, stop_flag=stop, memories=Forgetful())
         starting: asyncio.Task[Runtime] | None = memo.get("starting")
         if starting is not None and (error := _failure(starting)) is not None:
             raise error  # its start failed after kopf began to list
@@ -170,6 +171,19 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+class Forgetful(inventory.ResourceMemories):
+    """kopf's memory of each object, made for each event and not kept: kopf keeps one per
+    object it has seen (a copy of the memo, a throttler, the state of daemons and
+    indexes: 9.6 MiB for 10,000 objects, tracemalloc) for daemons, timers, indexes and
+    resume handlers, none of which this operator registers."""
+
+    async def recall(self, raw_body: kopf.RawBody, *, memobase: Any = None,
+                     noticed_by_listing: bool = False,
+                     ephemeral: bool = False) -> inventory.ResourceMemory:
+        return await super().recall(raw_body, memobase=memobase,
+                                    noticed_by_listing=noticed_by_listing, ephemeral=True)
 
 
 def _failure(starting: asyncio.Future[Runtime]) -> BaseException | None:

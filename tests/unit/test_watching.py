@@ -5,7 +5,8 @@ still starts.
 kopf cannot select by name, so the handler of CustomResourceDefinitions is given every
 CRD of the cluster and must pass on all but the records' own. kopf lists while the
 records are still read, so its handlers are given events before the start is over: kopf
-would hold every listed object while a handler waited.
+would hold every listed object while a handler waited. kopf is given memories that keep
+nothing between an object's events.
 """
 
 from __future__ import annotations
@@ -59,3 +60,16 @@ async def test_an_event_given_before_the_writer_started_waits_in_the_intake() ->
 
     assert len(intake) == 1
     assert await _taken(intake) == ["web"]
+
+
+async def test_kopfs_memory_of_an_object_is_not_kept_between_its_events() -> None:
+    memories, memo = watching.Forgetful(), kopf.Memo(intake="the intake")
+    body = _event("web")["object"]
+
+    first = await memories.recall(body, memobase=memo, noticed_by_listing=True)
+    second = await memories.recall(body, memobase=memo)
+
+    assert first is not second
+    assert list(memories.iter_all_memories()) == []
+    copied: object = first.memo
+    assert copied == memo and copied is not memo  # a copy, made for the event
