@@ -112,6 +112,12 @@ class Operator:
         wait_until(lambda: http_ok(ready) and self._times_recording_live() > recorded_before,
                    "the operator", self.processes, NAME)
 
+    def wait_listed(self) -> None:
+        """Until the events of its listings are all handled: once it records live, those
+        may still wait in its intake (watch events go first)."""
+        eventually(lambda: self.metric("kubeledger_intake_events") == 0, timeout=60,
+                   what="the operator's intake to empty")
+
     def _times_recording_live(self) -> int:
         if not self.log.exists():
             return 0

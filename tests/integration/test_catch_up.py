@@ -36,6 +36,7 @@ def test_restart_without_changes_adds_nothing(kubectl: Kubectl, operator: Operat
     before = _total(kubectl)
     operator.stop()
     operator.start()
+    operator.wait_listed()
     time.sleep(3)
     assert _total(kubectl) == before
 
@@ -115,6 +116,7 @@ def test_changes_while_down_are_recorded_once_from_the_audit_stream(
     total = _total(kubectl)
     operator.stop()
     operator.start()
+    operator.wait_listed()
     time.sleep(3)
     assert _total(kubectl) == total
     assert [record["spec"]["action"] for record in records_of(demo, changed_uid)

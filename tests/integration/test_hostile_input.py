@@ -307,6 +307,7 @@ def test_after_all_that_a_restart_adds_nothing_and_recording_goes_on(
     assert all(_moved_on(kubectl, latest) for latest in cut)
     operator.stop()
     operator.start()
+    operator.wait_listed()
     time.sleep(SETTLE_SECONDS)
     # Nothing spurious, from the cut snapshots or anything else.
     assert _change_names(kubectl) == before
