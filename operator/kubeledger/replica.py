@@ -21,6 +21,7 @@ Probes:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import signal
@@ -28,7 +29,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from kubeledger import metrics, peers, probes, receivers
+from kubeledger import heap, metrics, peers, probes, receivers
 from kubeledger.config import Settings
 from kubeledger.core.redaction import Redactor
 from kubeledger.identity.admission import AdmissionCache
@@ -112,6 +113,9 @@ class Replica:
         replica._serve_probes_and_metrics(endpoints)
         replica.supervisor.spawn("the event loop watch", replica.loop_watch.run)
         replica.supervisor.spawn("the CRD check", replica._check_crd)
+        if (trim := heap.trimmer()) is not None:
+            replica.supervisor.spawn("the return of freed memory",
+                                     functools.partial(heap.trim_periodically, trim))
         await replica._start_receivers()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
