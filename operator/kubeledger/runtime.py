@@ -99,6 +99,7 @@ class Runtime:
         # ones it has not delivered (it would otherwise read every record once more).
         delivered = ((await PositionStore(api, settings.namespace).load()).get(
             ElasticsearchSink.name, 0) if settings.elasticsearch.enabled else None)
+
         def first_listing_begins(present: Mapping[Resource, catchup.Present]) -> None:
             # Before kopf lists: every event it puts is counted.
             intake.first_listing = FirstListing(

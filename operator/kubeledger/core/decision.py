@@ -243,8 +243,9 @@ def _phase_kept(body: Mapping[str, Any], old: Mapping[str, Any],
 def unobserved_deletion(baseline: Baseline, *,
                         role_rules: RoleRulesResolver = rules_unknown) -> Draft:
     """The record of an object that vanished while the operator was not watching."""
-    return _deletion(baseline.subject, baseline.snapshot, Observation.AFTER_THE_FACT,
-                     _context(baseline.subject, role_rules))
+    subject = baseline.subject  # made from the baseline's fields on each read
+    return _deletion(subject, baseline.snapshot, Observation.AFTER_THE_FACT,
+                     _context(subject, role_rules))
 
 
 def _created_before(body: Mapping[str, Any], installed_at: datetime | None) -> str | None:

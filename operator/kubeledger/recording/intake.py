@@ -13,7 +13,8 @@ taken by one taker at a time.
 
 Objects whose next event is one of a watch go before those whose next is a listing's:
 a first install paces its listing's records (some 200 s for 10,000 objects), and a
-change made meanwhile is recorded live all the same. An object that has a listing's
+change made meanwhile is taken at once and recorded live (its record still enters the
+chain after those already queued for it). An object that has a listing's
 event waiting when one of a watch comes goes forward too: its events keep their order.
 The intake also counts the events of kopf's first listing as they come
 (``first_listing``): a listing's event is handed on as of the first listing (what a
