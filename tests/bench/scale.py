@@ -188,7 +188,12 @@ def names(count: int) -> list[str]:
 def manifest(name: str) -> dict[str, Any]:
     env = {ENV_NAME: "initial"} | {f"SETTING_{n:02d}": f"value-{n:02d}"
                                    for n in range(1, ENV_VARS)}
-    return deployment(name, replicas=0, env=env)
+    body = deployment(name, replicas=0, env=env)
+    # The Deployment controller compares each Deployment with every ReplicaSet of its
+    # namespace: at the default of 10 kept per Deployment, 10,000 of them made it fall
+    # minutes behind the fill. The operator does not look at old ReplicaSets.
+    body["spec"]["revisionHistoryLimit"] = 1
+    return body
 
 
 def create_deployments(admin: client.ApiClient, deployments: list[str]) -> float:

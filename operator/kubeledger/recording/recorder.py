@@ -42,8 +42,11 @@ from kubeledger.recording.ledger import Ledger, NotWriterError
 
 logger = logging.getLogger(__name__)
 
-# Records of what a first install finds, written per second at most.
+# Records of what a first install finds, written per second at most, and being written at
+# once at most: the inventory goes at the pace the apiserver answers it, never faster
+# than the rate, and never queues up in the ledger in front of a live change.
 DEFAULT_INVENTORY_PER_SECOND = 50.0
+INVENTORY_IN_FLIGHT = 2
 # Records being attributed or written at once: past this, the events wait in the intake.
 MAX_IN_FLIGHT = 2_000
 
@@ -114,6 +117,7 @@ class Recorder:
         # The first run in a cluster (an empty ledger): when it started (see decision).
         self._installed_at = installed_at
         self._inventory_pace = Pace(inventory_per_second)
+        self._inventory_in_flight = asyncio.Semaphore(INVENTORY_IN_FLIGHT)
         # The replay of the first listing's events, and of a later listing's.
         self._replaying = replaying
         self._relisting = relisting
@@ -209,9 +213,22 @@ class Recorder:
             case decision.Draft(action=Action.INVENTORIED):
                 # A first install lists everything at once: leave the apiserver to others.
                 await self._inventory_pace()
-                return await self._start_writing(decided, body)
+                return await self._start_inventory(decided, body)
             case decision.Draft():
                 return await self._start_writing(decided, body)
+
+    async def _start_inventory(self, draft: decision.Draft, body: Mapping[str, Any]
+                               ) -> asyncio.Task[RecordSpec | None]:
+        """Starts an inventoried record once fewer than ``INVENTORY_IN_FLIGHT`` are being
+        written: each new one waits for an earlier one's answer (clocked by the ledger)."""
+        await self._inventory_in_flight.acquire()
+        try:
+            writing = await self._start_writing(draft, body)
+        except BaseException:
+            self._inventory_in_flight.release()
+            raise
+        writing.add_done_callback(lambda _: self._inventory_in_flight.release())
+        return writing
 
     async def _replay_writes(self, replaying: replay.Replay, resource: Resource,
                              body: Mapping[str, Any]) -> bool:
