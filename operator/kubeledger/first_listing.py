@@ -50,11 +50,19 @@ class FirstListing:
         self._clock = clock
         self._progress_at = {resource: clock() for resource in self._pending}
         self.listed = asyncio.Event()
+        self._when_listed: list[Callable[[], None]] = []
         self._conclude()
 
     @property
     def done(self) -> bool:
         return self.listed.is_set()
+
+    def when_listed(self, call: Callable[[], None]) -> None:
+        """Calls ``call`` once every kind is listed (at once if they are)."""
+        if self.done:
+            call()
+        else:
+            self._when_listed.append(call)
 
     def pending(self, resource: Resource) -> int:
         return len(self._pending.get(resource, ()))
@@ -104,5 +112,8 @@ class FirstListing:
             self._conclude()
 
     def _conclude(self) -> None:
-        if not self._pending:
+        if not self._pending and not self.done:
             self.listed.set()
+            calls, self._when_listed = self._when_listed, []
+            for call in calls:
+                call()

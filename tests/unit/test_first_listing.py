@@ -36,6 +36,18 @@ def test_listed_once_every_object_found_at_start_up_was_handed_over() -> None:
     assert listing.done and listing.listed.is_set()
 
 
+def test_those_waiting_for_the_listing_are_called_once_when_it_ends() -> None:
+    listing, calls = FirstListing({kinds.DEPLOYMENTS: {"web"}}), []
+    listing.when_listed(lambda: calls.append("before"))
+    assert calls == []
+
+    listing.seen(kinds.DEPLOYMENTS, None, "web")
+    listing.seen(kinds.DEPLOYMENTS, "MODIFIED", "web")
+    listing.when_listed(lambda: calls.append("after"))
+
+    assert calls == ["before", "after"]
+
+
 def test_an_object_created_meanwhile_is_not_waited_for() -> None:
     listing = FirstListing({kinds.DEPLOYMENTS: {"web"}})
 

@@ -168,3 +168,23 @@ async def test_the_first_listing_is_counted_as_put_and_a_later_one_is_relisted()
     assert list(zip(take.taken, take.relisted, strict=True)) == [
         (("early", None, 1), False), (("web", None, 1), False), (("web", None, 2), True),
         (("api", None, 1), False)]
+
+
+async def test_the_first_listing_is_held_until_all_of_it_is_in_but_a_watch_is_not() -> None:
+    intake, take = Intake(), Taker()
+    intake.first_listing = FirstListing({kinds.DEPLOYMENTS: {"a", "b", "c"}})
+    running = await _running(intake, take)
+    try:
+        intake.put(kinds.DEPLOYMENTS, None, _body("a", 1))
+        intake.put(kinds.DEPLOYMENTS, None, _body("b", 1))
+        intake.put(kinds.ROLES, "MODIFIED", _body("role", 1))  # a kind listed already
+        await _until(lambda: take.taken)
+        await asyncio.sleep(0.01)
+        assert take.taken == [("role", "MODIFIED", 1)]
+
+        intake.put(kinds.DEPLOYMENTS, None, _body("c", 1))  # the last of the listing
+        await _until(lambda: len(take.taken) == 4)
+    finally:
+        running.cancel()
+    assert take.taken[1:] == [("a", None, 1), ("b", None, 1), ("c", None, 1)]
+    assert len(intake) == 0
