@@ -12,17 +12,19 @@ unpacked one at a time, each object's in the order they came: an object's events
 taken by one taker at a time.
 
 Objects whose next event is one of a watch go before those whose next is a listing's:
-a first install writes its listing's records a few at a time (320 s for 10,000 objects
-in the benchmark), and a change made meanwhile is taken at once and recorded live (its record still enters the
-chain after those already queued for it). An object that has a listing's
-event waiting when one of a watch comes goes forward too: its events keep their order.
+a first install writes its listing's records a few at a time (some 300 s for 10,000
+objects in the benchmark), and a change made meanwhile is taken at once and recorded
+live (its record still enters the chain after those already queued for it). An object
+that has a listing's event waiting when one of a watch comes goes forward too: its
+events keep their order.
+
 The intake also counts the events of kopf's first listing as they come
 (``first_listing``): a listing's event is handed on as of the first listing (what a
 start replays, ``recording.replay``) or as ``relisted``, of a later one (kopf lists
 again when a watch cannot resume). The first listing's events are held until all of it
-has come: comparing them with their records took a third of the core while kopf listed,
-and until kopf's listing is in, no change is recorded live; a watch's event is handed on
-meanwhile, and its object's listed event with it, first.
+has come: comparing them with their records took a tenth of the core while kopf listed,
+and until kopf's listing is in, no change is recorded live. A watch's event (of a kind
+listed already) is handed on meanwhile.
 """
 
 from __future__ import annotations
